@@ -113,10 +113,12 @@ def _v(version: int | None) -> str:
 
 
 def _mount() -> None:
+    from llmops.chains.cli import app as chains_app
     from llmops.demo import demo
     from llmops.prompts.cli import app as prompts_app
 
     app.add_typer(prompts_app, name="prompts")
+    app.add_typer(chains_app, name="chains")
     app.command("demo")(demo)
 
 

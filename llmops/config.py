@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -178,7 +180,7 @@ def load_config_file(project_dir: Path) -> ConfigFile:
     try:
         return ConfigFile.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {describe_validation_error(exc)}") from exc
+        raise ConfigError(f"{path}: {describe_validation_error(exc, ConfigFile)}") from exc
 
 
 class _ProfileSource(PydanticBaseSettingsSource):
@@ -208,16 +210,65 @@ class _ProfileHolder:
 _PROFILE_VALUES = _ProfileHolder()
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line per problem: the dotted key, what is wrong, what is allowed."""
-    parts = []
+def describe_validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line per problem: the dotted key, what is wrong, what is allowed.
+
+    With `model` (the class that was validated), an unknown key also lists the
+    keys allowed at its place.
+    """
+    return "; ".join(f"{_key(loc)}: {msg}" for loc, msg in _problems(exc, model))
+
+
+def _problems(
+    exc: ValidationError, model: type[BaseModel] | None
+) -> list[tuple[tuple[Any, ...], str]]:
+    """(location, message) per error of `exc`; the location is printable with `_key`."""
+    out = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = tuple(err["loc"])
         msg = err["msg"]
+        if loc and loc[-1] == "[key]":  # a dict key (e.g. a profile name) is not allowed
+            loc, msg = loc[:-1], f"key not allowed: {msg}"
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        parts.append(f"{key}: {msg}")
-    return "; ".join(parts)
+            allowed = _allowed_keys(model, loc[:-1]) if model else None
+            msg = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
+        out.append((loc, msg))
+    return out
+
+
+def _key(loc: tuple[Any, ...]) -> str:
+    """`messages[1].role` for ("messages", 1, "role")."""
+    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    return text or "(top level)"
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
+    """The field names of the model found at `loc` inside `model`, if a model is there."""
+
+    def unwrap(tp: Any) -> Any:
+        if get_origin(tp) in (Union, types.UnionType):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            return args[0] if len(args) == 1 else tp
+        return tp
+
+    tp: Any = model
+    for part in loc:
+        tp = unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field = tp.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return None
+            tp = field.annotation
+        elif get_origin(tp) in (list, tuple, set) and get_args(tp):
+            tp = get_args(tp)[0]
+        elif get_origin(tp) is dict and get_args(tp):
+            tp = get_args(tp)[1]
+        else:
+            return None
+    tp = unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return list(tp.model_fields)
+    return None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -227,30 +278,56 @@ def _one_line(exc: BaseException) -> str:
 def load_settings(profile: str | None = None, **overrides: Any) -> Settings:
     """Build a fresh Settings (no caching). Prefer `get_settings` in app code."""
     project_dir = Path(overrides.pop("project_dir", None) or find_project_dir())
+    cfg_path = project_dir / CONFIG_FILE
     cfg = load_config_file(project_dir)
-    chosen = profile or os.environ.get("LLMOPS_PROFILE") or cfg.default_profile
+    env_profile = os.environ.get("LLMOPS_PROFILE")
+    chosen = profile or env_profile or cfg.default_profile
     if chosen not in PROFILES:
-        raise ConfigError(f"profile {chosen!r} is unknown; allowed: {', '.join(PROFILES)}")
+        origin = "" if profile else " (from LLMOPS_PROFILE)" if env_profile else ""
+        raise ConfigError(
+            f"profile {chosen!r}{origin} is unknown; allowed: {', '.join(PROFILES)} "
+            f"(the profiles of {cfg_path})"
+        )
     section = dict(cfg.profiles.get(chosen, {}))  # type: ignore[call-overload]
     for key in ("profile", "project_dir"):
         if key in section:
-            raise ConfigError(
-                f"{project_dir / CONFIG_FILE}: profiles.{chosen}.{key}: not settable in a profile"
-            )
+            raise ConfigError(f"{cfg_path}: profiles.{chosen}.{key}: not settable in a profile")
     # Relative paths in the file are relative to the project, not the cwd.
     for key in ("home", "model_cache"):
         if isinstance(section.get(key), str) and not Path(section[key]).is_absolute():
             section[key] = str(project_dir / section[key])
-    _PROFILE_VALUES.value = section
-    try:
-        return Settings(profile=chosen, project_dir=project_dir, **overrides)
-    except ValidationError as exc:
-        raise ConfigError(
-            f"settings (profile {chosen}; {project_dir / CONFIG_FILE} or LLMOPS_* variables): "
-            f"{describe_validation_error(exc)}"
-        ) from exc
-    finally:
-        _PROFILE_VALUES.value = None
+    with _LOAD_LOCK:  # _PROFILE_VALUES is one slot: one build at a time
+        _PROFILE_VALUES.value = section
+        try:
+            return Settings(profile=chosen, project_dir=project_dir, **overrides)
+        except ValidationError as exc:
+            where = [
+                _origin(loc, section, chosen, cfg_path, overrides) + f"{_key(loc)}: {msg}"
+                for loc, msg in _problems(exc, Settings)
+            ]
+            raise ConfigError(f"settings (profile {chosen}): " + "; ".join(where)) from exc
+        finally:
+            _PROFILE_VALUES.value = None
+
+
+_LOAD_LOCK = threading.Lock()
+
+
+def _origin(
+    loc: tuple[Any, ...], section: dict[str, Any], profile: str, cfg_path: Path,
+    overrides: dict[str, Any],
+) -> str:
+    """Where a bad value came from, as a prefix: the variable, or the file and its section."""
+    if loc and loc[0] in overrides:
+        return "argument "
+    env = {k.upper() for k in os.environ}
+    for n in range(len(loc), 0, -1):
+        var = "LLMOPS_" + "__".join(str(p) for p in loc[:n]).upper()
+        if var in env:
+            return f"{var} -> "
+    if loc and loc[0] in section:
+        return f"{cfg_path}: profiles.{profile}."
+    return ""
 
 
 @functools.lru_cache(maxsize=1)
@@ -264,10 +341,10 @@ _active_profile: str | None = None
 def get_settings(profile: str | None = None) -> Settings:
     """The process-wide settings. `profile` (the CLI's --profile) sticks for the process."""
     global _active_profile
-    if profile is not None and profile != _active_profile:
-        _active_profile = profile
-        _cached.cache_clear()
-    return _cached(_active_profile)
+    chosen = _active_profile if profile is None else profile
+    settings = _cached(chosen)  # a bad profile raises here, before it can stick
+    _active_profile = chosen
+    return settings
 
 
 def reset_settings() -> None:

@@ -51,3 +51,19 @@ class AliasConflictError(RegistryError):
 
 class HubError(LlmopsError):
     """A model reference cannot be resolved to local files."""
+
+
+class BackendError(LlmopsError):
+    """An LLM backend failed or refused the request."""
+
+    http_status = 502
+
+
+class BackendTimeoutError(BackendError):
+    """An LLM backend did not answer in time."""
+
+    http_status = 504
+
+
+class ChainError(LlmopsError):
+    """A chain is misconfigured or failed."""

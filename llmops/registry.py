@@ -187,6 +187,7 @@ def actor() -> str:
 
 _thread_locks: dict[str, threading.RLock] = {}
 _thread_locks_guard = threading.Lock()
+_file_locks: dict[str, FileLock] = {}
 
 
 class RunLog:
@@ -247,11 +248,14 @@ class Registry:
     # -- locking -----------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """Serialize writes to one registered model across threads and processes."""
+        """Serialize writes to one registered model across threads and processes (reentrant)."""
+        path = str(self.settings.ensure_home() / "locks" / f"registry-{name}.lock")
         with _thread_locks_guard:
             tlock = _thread_locks.setdefault(name, threading.RLock())
-        path = self.settings.ensure_home() / "locks" / f"registry-{name}.lock"
-        with tlock, FileLock(str(path), timeout=120):
+            # One FileLock per file: it counts re-entries; a second instance on the
+            # same file would wait for the first, in the same thread, forever.
+            flock = _file_locks.setdefault(path, FileLock(path, timeout=120))
+        with tlock, flock:
             yield
 
     # -- runs ----------------------------------------------------------------------
@@ -390,7 +394,8 @@ class Registry:
         """
         from mlflow.exceptions import MlflowException
 
-        if not _NAME_RE.match(name) or name.split(".", 1)[0] not in KINDS:
+        kind, _, short = name.partition(".")
+        if not _NAME_RE.match(name) or kind not in KINDS or not short:
             raise RegistryError(
                 f"bad registered model name {name!r}: expected <kind>.<name> with kind one of "
                 f"{', '.join(KINDS)}"

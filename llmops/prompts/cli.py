@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
 
 app = typer.Typer(help="Prompts: YAML in prompts/, versions in the registry.", no_args_is_help=True)
+
+
+def parse_expect(expect: str | None) -> Any:
+    """The value of `--expect`: a version number, None for 'none' (unset), ANY when absent."""
+    from llmops.errors import SpecError
+    from llmops.registry import ANY
+
+    if expect is None:
+        return ANY
+    text = expect.strip()
+    if text.lower() == "none":
+        return None
+    if text.isascii() and text.isdigit():  # not int(): "²".isdigit() is true too
+        return int(text)
+    raise SpecError(f"--expect must be a version number or 'none', not {expect!r}")
 
 
 def _json(data: object) -> None:
@@ -95,18 +111,8 @@ def promote_cmd(
     reason: str = typer.Option("", "--reason", help="why (kept in the audit record)"),
 ) -> None:
     """Move an alias to a version, compare-and-set, with an audit record."""
-    from llmops.errors import SpecError
     from llmops.prompts.api import promote
-    from llmops.registry import ANY
 
-    expected: int | object | None = ANY
-    if expect is not None:
-        if expect.lower() == "none":
-            expected = None
-        elif expect.isdigit():
-            expected = int(expect)
-        else:
-            raise SpecError(f"--expect must be a version number or 'none', not {expect!r}")
-    rec = promote(name, version, to, expect=expected, reason=reason)
+    rec = promote(name, version, to, expect=parse_expect(expect), reason=reason)
     frm = "unset" if rec.from_version is None else rec.from_version
     typer.echo(f"prompt.{name.removeprefix('prompt.')}@{to}: {frm} -> {rec.to_version}")

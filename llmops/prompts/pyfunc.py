@@ -10,23 +10,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 
 class PromptModel(PythonModel):
     """Renders one registered prompt version."""
 
-    # No type hints on the two methods below: MLflow would try to infer a
-    # schema from them; the signature is given explicitly at save time.
+    # The signature is given explicitly at save time. `model_input` is hinted
+    # pd.DataFrame only: MLflow infers no schema from that hint, and without any
+    # hint it warns on every save and load.
     def load_context(self, context):
         from llmops.prompts.spec import spec_from_text
 
         path = Path(context.artifacts["prompt"])
         self.spec = spec_from_text(path.read_text(), source=str(path))
 
-    def predict(self, context, model_input, params=None):
-        import pandas as pd
-
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         from llmops.prompts.render import render_messages
 
         if isinstance(model_input, dict):

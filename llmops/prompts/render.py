@@ -23,24 +23,28 @@ from typing import Any
 from llmops.errors import RenderError
 from llmops.prompts.spec import PLACEHOLDER, PromptSpec
 
-_TAG = re.compile(r"<(/?)(\s*untrusted)", re.IGNORECASE)
+# Any tag-like `<untrusted` or `</untrusted`, also with spaces around the slash.
+_TAG = re.compile(r"<(\s*/?\s*untrusted)", re.IGNORECASE)
 MAX_VALUE_CHARS = 200_000
 
 
-def _text(name: str, value: Any) -> str:
+def _text(prompt: str, name: str, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise RenderError(
-            f"variable {name!r} must be text, got {type(value).__name__}"
+            f"prompt {prompt}: variable {name!r} must be text, got {type(value).__name__}"
         )
     text = str(value)
     if len(text) > MAX_VALUE_CHARS:
-        raise RenderError(f"variable {name!r} is {len(text)} characters; at most {MAX_VALUE_CHARS}")
+        raise RenderError(
+            f"prompt {prompt}: variable {name!r} is {len(text)} characters; "
+            f"at most {MAX_VALUE_CHARS}"
+        )
     return text
 
 
 def delimit(name: str, value: str) -> str:
     """Wrap an untrusted value as data; tags inside it are defused."""
-    safe = _TAG.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}", value)
+    safe = _TAG.sub(lambda m: f"&lt;{m.group(1)}", value)
     return f'<untrusted name="{name}">\n{safe}\n</untrusted>'
 
 
@@ -63,7 +67,7 @@ def resolve_values(spec: PromptSpec, values: Mapping[str, Any]) -> dict[str, str
             if decl.required:
                 raise RenderError(f"prompt {spec.name}: required variable {name!r} is missing")
             value = decl.default or ""
-        text = _text(name, value)
+        text = _text(spec.name, name, value)
         out[name] = delimit(name, text) if decl.untrusted else text
     return out
 

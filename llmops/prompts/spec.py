@@ -119,7 +119,7 @@ def check_template(spec: PromptSpec) -> list[tuple[str, str]]:
             elif decl.untrusted and msg.role != "user":
                 problems.append(
                     (where, f"untrusted variable {var!r} may appear only in user messages, "
-                            f"not in a {msg.role} message")
+                            f"not in {msg.role} messages")
                 )
     for var, decl in spec.variables.items():
         if var not in used:
@@ -136,7 +136,7 @@ def parse_spec(data: Any, source: str) -> PromptSpec:
     try:
         spec = PromptSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(f"{source}: {describe_validation_error(exc)}") from None
+        raise SpecError(f"{source}: {describe_validation_error(exc, PromptSpec)}") from None
     problems = check_template(spec)
     if problems:
         raise SpecError(f"{source}: " + "; ".join(f"{f}: {m}" for f, m in problems))
