@@ -1,0 +1,212 @@
+"""Chains in the registry: log (pinning every alias), load, run, promote.
+
+Example:
+    >>> import llmops.chains as chains
+    >>> chains.log("chains/rag_qa.py", prompt="qa@staging")
+    >>> chains.load("chain.rag_qa@staging").invoke("How do I open a file?")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llmops.chains.config import ChainConfig, load_chain_config
+from llmops.chains.llm import create_llm
+from llmops.chains.runtime import Chain
+from llmops.config import get_settings
+from llmops.errors import ChainError
+from llmops.prompts.api import Prompt
+from llmops.prompts.api import load as load_prompt
+from llmops.prompts.spec import spec_from_text
+from llmops.registry import ANY, AuditRecord, Ref, Registry, get_registry
+
+KIND = "chain"
+STAGES = ("staging", "production")
+
+
+@dataclass(frozen=True)
+class LogResult:
+    name: str
+    version: int
+    created: bool
+    lineage: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "created": self.created,
+                "lineage": self.lineage}
+
+
+def _index_state(cfg: ChainConfig) -> dict[str, Any]:
+    """Collection and current version of the live index, for the lineage tags."""
+    if cfg.kind != "rag":
+        return {}
+    from llmops.index import current_version
+    from llmops.index.config import load_index_config
+
+    collection = load_index_config(get_settings().project_dir).collection
+    return {"collection": collection, "version": current_version()}
+
+
+def log(
+    code_path: Path | str,
+    *,
+    prompt: str | None = None,
+    registry: Registry | None = None,
+) -> LogResult:
+    """Register `chain.<name>` from its file and config, with every alias pinned.
+
+    Logging the same code, config and prompt version again returns the existing version.
+    """
+    reg = registry or get_registry()
+    code = Path(code_path)
+    cfg = load_chain_config(code)
+    if prompt:
+        cfg = cfg.model_copy(update={"prompt": prompt})
+    p_info = reg.resolve(cfg.prompt, kind="prompt")
+    p = load_prompt(p_info.ref, registry=reg)
+    _check_prompt(cfg, p)
+    resolved = cfg.model_dump(mode="json") | {"prompt": p_info.ref}
+    digest = hashlib.sha256(
+        json.dumps({"code": code.read_text(), "config": resolved,
+                    "prompt_hash": p.spec.content_hash()}, sort_keys=True).encode()
+    ).hexdigest()
+    index = _index_state(cfg)
+    lineage = {
+        "llmops.kind": KIND,
+        "lineage.prompt": p_info.name,
+        "lineage.prompt_version": p_info.version,
+        "lineage.index_collection": index.get("collection", "none"),
+        "lineage.index_version_at_log": index.get("version", "none"),
+        "lineage.embedding_model": get_settings().embedding_model if index else "none",
+        "lineage.llm_backend": cfg.llm.backend,
+        "lineage.base_model": cfg.llm.model or (
+            get_settings().base_model if cfg.llm.backend == "local" else "none"),
+        "lineage.adapter": _adapter_version(reg, cfg.llm.adapter),
+    }
+    name = cfg.registered_name
+    existing = reg.find_by_hash(name, digest)
+    if existing is not None:
+        return LogResult(name, existing.version, False, _lineage_of(existing.tags))
+    resolved["content_hash"] = digest
+    with tempfile.TemporaryDirectory() as tmp:
+        prompt_path = Path(tmp) / "prompt.yaml"
+        prompt_path.write_text(p.spec.to_yaml())
+        model_dir = Path(tmp) / "model"
+        _save_pyfunc(code, resolved, prompt_path, model_dir)
+        with reg.run("chains", f"log {name}", tags={"llmops.kind": KIND}) as run:
+            run.log_params({"kind": cfg.kind, "prompt": p_info.ref, "backend": cfg.llm.backend,
+                            "k": cfg.retrieval.k if cfg.retrieval else "none"})
+            run.log_dict(resolved, "chain_config.json")
+            info, created = reg.register(
+                name, model_dir, content_hash=digest, run=run, description=cfg.description,
+                tags={**lineage, "llmops.source_path": str(code),
+                      **{f"chain.tag.{k}": v for k, v in cfg.tags.items()}},
+            )
+    return LogResult(name, info.version, created, _lineage_of(info.tags))
+
+
+def _adapter_version(reg: Registry, ref: str | None) -> str:
+    if not ref:
+        return "none"
+    return reg.resolve(ref, kind="adapter").ref
+
+
+def _lineage_of(tags: Any) -> dict[str, Any]:
+    return {k.removeprefix("lineage."): v for k, v in tags.items() if k.startswith("lineage.")}
+
+
+def _check_prompt(cfg: ChainConfig, p: Prompt) -> None:
+    needed = [cfg.question_variable] + ([cfg.context_variable] if cfg.kind == "rag" else [])
+    missing = [v for v in needed if v not in p.spec.variables]
+    if missing:
+        raise ChainError(
+            f"chain {cfg.name}: prompt {p.ref} lacks variable(s) {', '.join(missing)} "
+            f"(it declares {', '.join(p.spec.variables) or 'none'})"
+        )
+    extra = [v for v, d in p.spec.variables.items() if d.required and v not in needed]
+    if extra:
+        raise ChainError(
+            f"chain {cfg.name}: prompt {p.ref} requires {', '.join(extra)}, which the chain "
+            "cannot fill"
+        )
+
+
+def _save_pyfunc(code: Path, resolved: dict[str, Any], prompt_path: Path, model_dir: Path) -> None:
+    import mlflow.pyfunc
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Array, ColSpec, Object, Property, Schema
+
+    import llmops
+
+    message = Object([Property("role", "string"), Property("content", "string")])
+    # One of the two per row: OpenAI-style messages, or a bare question.
+    inputs = Schema([ColSpec(Array(message), "messages", required=False),
+                     ColSpec("string", "question", required=False)])
+    outputs = Schema([ColSpec("string", "answer")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        mlflow.pyfunc.save_model(
+            path=str(model_dir),
+            python_model=str(code),
+            model_config=resolved,
+            artifacts={"prompt": str(prompt_path)},
+            signature=ModelSignature(inputs=inputs, outputs=outputs),
+            pip_requirements=[f"llmops=={llmops.__version__}", "mlflow", "langchain-core"],
+        )
+
+
+def chain_from_parts(
+    resolved: dict[str, Any], prompt_yaml: str, *, version: int | None = None
+) -> Chain:
+    """A Chain from its resolved config and pinned prompt (what a logged version holds)."""
+    cfg_data = {k: v for k, v in resolved.items() if k != "content_hash"}
+    prompt_ref = Ref.parse(cfg_data["prompt"], kind="prompt")
+    cfg = ChainConfig.model_validate(cfg_data)
+    prompt = Prompt(spec_from_text(prompt_yaml, "prompt.yaml"), prompt_ref.version)
+    return Chain(cfg, prompt, create_llm(cfg.llm), version=version,
+                 content_hash=resolved.get("content_hash"), tracing=get_settings().tracing)
+
+
+def load(ref: str, *, registry: Registry | None = None) -> Chain:
+    """A registered chain version (`rag_qa@production`, `chain.rag_qa/3`), ready to invoke."""
+    import yaml
+
+    reg = registry or get_registry()
+    info = reg.resolve(ref, kind=KIND)
+    folder = reg.download(info.name, info.version)
+    mlmodel = yaml.safe_load((folder / "MLmodel").read_text())
+    resolved = mlmodel["flavors"]["python_function"].get("config") or {}
+    if not resolved:
+        raise ChainError(f"{info.ref}: no config in its MLmodel; not an llmops chain")
+    prompt_yaml = (folder / "artifacts" / "prompt.yaml").read_text()
+    return chain_from_parts(resolved, prompt_yaml, version=info.version)
+
+
+def load_local(code_path: Path | str, *, prompt: str | None = None,
+               registry: Registry | None = None) -> Chain:
+    """A chain straight from its file and config, unregistered (for notebooks)."""
+    reg = registry or get_registry()
+    cfg = load_chain_config(Path(code_path))
+    if prompt:
+        cfg = cfg.model_copy(update={"prompt": prompt})
+    p_info = reg.resolve(cfg.prompt, kind="prompt")
+    p = load_prompt(p_info.ref, registry=reg)
+    _check_prompt(cfg, p)
+    resolved = cfg.model_dump(mode="json") | {"prompt": p_info.ref}
+    return chain_from_parts(resolved, p.spec.to_yaml())
+
+
+def promote(name: str, version: int, to: str, *, expect: int | Any | None = ANY,
+            reason: str = "", registry: Registry | None = None) -> AuditRecord:
+    """Move `to` (staging or production) to `version`, compare-and-set."""
+    if to not in STAGES:
+        raise ChainError(f"--to must be one of {', '.join(STAGES)}, not {to!r}")
+    reg = registry or get_registry()
+    return reg.move_alias(Ref.parse(name, kind=KIND).name, to, version, expect=expect,
+                          reason=reason)

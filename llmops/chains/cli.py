@@ -1,0 +1,99 @@
+"""`llmops chains ...`: log, run, promote, list."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+app = typer.Typer(help="Chains: files in chains/, versions in the registry.", no_args_is_help=True)
+
+
+def _json(data: object) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+@app.command("log")
+def log_cmd(
+    path: Path = typer.Argument(..., help="chain file, e.g. chains/rag_qa.py"),
+    prompt: str = typer.Option(None, "--prompt", help="prompt reference to pin, e.g. qa@staging"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Register chain.<name>, every alias resolved to an exact version."""
+    from llmops.chains.api import log
+
+    r = log(path, prompt=prompt)
+    if as_json:
+        _json(r.to_dict())
+        return
+    state = "registered" if r.created else "unchanged,"
+    typer.echo(f"{r.name}: {state} version {r.version}")
+    for k, v in r.lineage.items():
+        typer.echo(f"  {k}: {v}")
+
+
+@app.command("run")
+def run_cmd(
+    ref: str = typer.Argument(..., help="chain reference, e.g. chain.rag_qa@staging"),
+    question: str = typer.Argument(..., help="the question"),
+    max_tokens: int = typer.Option(None, "--max-tokens", help="cap on the answer, tokens"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Answer one question with a registered chain; show its sources and lineage."""
+    from llmops.chains.api import load
+
+    chain = load(ref)
+    kwargs = {"max_tokens": max_tokens} if max_tokens else {}
+    result = chain.invoke(question, **kwargs)
+    if as_json:
+        _json(result.to_dict())
+        return
+    typer.echo(result.answer)
+    if result.sources:
+        typer.echo("\nsources:")
+        for s in result.sources:
+            typer.echo(f"  {s['score']:.3f}  {s['title']}  ({s['id']})")
+    lin = result.lineage
+    typer.echo(f"\n{lin['chain']}/{lin['chain_version']}  prompt {lin['prompt']}/"
+               f"{lin['prompt_version']}  index {lin['index_version']}  "
+               f"{lin['latency_ms']:.0f} ms  {lin['completion_tokens']} tokens")
+
+
+@app.command("promote")
+def promote_cmd(
+    name: str = typer.Argument(..., help="chain name, e.g. rag_qa"),
+    version: int = typer.Option(..., "--version", "-v", help="version to promote"),
+    to: str = typer.Option(..., "--to", help="staging or production"),
+    expect: str = typer.Option(None, "--expect", help="version the alias points at now, or 'none'"),
+    reason: str = typer.Option("", "--reason", help="why (kept in the audit record)"),
+) -> None:
+    """Move an alias to a version, compare-and-set, with an audit record."""
+    from llmops.chains.api import promote
+    from llmops.prompts.cli import parse_expect
+
+    rec = promote(name, version, to, expect=parse_expect(expect), reason=reason)
+    frm = "unset" if rec.from_version is None else rec.from_version
+    typer.echo(f"chain.{name.removeprefix('chain.')}@{to}: {frm} -> {rec.to_version}")
+
+
+@app.command("list")
+def list_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Registered chains with their latest version and aliases."""
+    from llmops.registry import get_registry
+
+    reg = get_registry()
+    rows: list[dict[str, Any]] = []
+    for name in reg.list_models("chain."):
+        vs = reg.list_versions(name)
+        rows.append({"name": name, "latest": vs[-1].version if vs else None,
+                     "aliases": {a: v.version for v in vs for a in v.aliases}})
+    if as_json:
+        _json(rows)
+        return
+    if not rows:
+        typer.echo("no chains registered; run: llmops chains log chains/rag_qa.py")
+    for r in rows:
+        aliases = " ".join(f"{a}={v}" for a, v in sorted(r["aliases"].items())) or "-"
+        typer.echo(f"{r['name']}  latest {r['latest']}  {aliases}")

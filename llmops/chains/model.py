@@ -1,0 +1,70 @@
+"""The MLflow pyfunc model of a chain version (models-from-code).
+
+A chain file in `chains/` ends with `mlflow.models.set_model(ChainModel())`.
+At log time llmops hands it the resolved config (`model_config`: exact prompt
+version, retrieval, LLM) and the pinned prompt spec as the artifact
+`prompt.yaml`, so a loaded chain never asks the registry for its prompt.
+
+`predict` takes a DataFrame with a `messages` column (OpenAI-style chat
+messages) or a `question` column, and returns one dict per row: the answer,
+its sources and its lineage. Rows run concurrently for remote backends.
+"""
+
+from __future__ import annotations
+
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from mlflow.pyfunc import PythonModel
+
+warnings.filterwarnings("ignore", message=r".*type hints to the `predict` method")
+
+
+class ChainModel(PythonModel):
+    """Builds the Chain from its resolved config and pinned prompt."""
+
+    def __init__(self) -> None:
+        self.chain: Any = None
+
+    # No type hints on the methods below: MLflow would infer a schema from them.
+    def load_context(self, context):
+        from llmops.chains.api import chain_from_parts
+
+        cfg = dict(context.model_config or {})
+        prompt_path = Path(context.artifacts["prompt"])
+        self.chain = chain_from_parts(cfg, prompt_path.read_text())
+
+    def predict(self, context, model_input, params=None):
+        rows = _rows(model_input)
+        concurrency = int((params or {}).get("max_concurrency", 0)) or (
+            16 if self.chain.config.llm.backend == "openai" else 1
+        )
+        if concurrency == 1 or len(rows) == 1:
+            return [self.chain.invoke(r).to_dict() for r in rows]
+        with ThreadPoolExecutor(max_workers=min(concurrency, len(rows))) as pool:
+            return [r.to_dict() for r in pool.map(self.chain.invoke, rows)]
+
+
+def _rows(model_input: Any) -> list[Any]:
+    import pandas as pd
+
+    if isinstance(model_input, pd.DataFrame):
+        records = model_input.to_dict(orient="records")
+    elif isinstance(model_input, dict):
+        records = [model_input]
+    elif isinstance(model_input, list):
+        records = model_input
+    else:
+        records = [str(model_input)]
+    out: list[Any] = []
+    for rec in records:
+        if isinstance(rec, dict) and rec.get("messages") is not None:
+            msgs = rec["messages"]
+            out.append({"messages": [dict(m) for m in msgs]})
+        elif isinstance(rec, dict):
+            out.append({"question": rec.get("question")})
+        else:
+            out.append(rec)
+    return out
