@@ -236,6 +236,8 @@ class Registry:
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
+            # MLflow draws a progress bar on stderr for every small download.
+            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
             from mlflow import MlflowClient
 
             self.settings.ensure_home()

@@ -89,6 +89,7 @@ def log(
             get_settings().base_model if cfg.llm.backend == "local" else "none"),
         "lineage.adapter": _adapter_version(reg, cfg.llm.adapter),
     }
+    chain_from_parts(resolved, p.spec.to_yaml())  # the kind and backend must exist
     name = cfg.registered_name
     existing = reg.find_by_hash(name, digest)
     if existing is not None:

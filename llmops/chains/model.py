@@ -12,14 +12,12 @@ its sources and its lineage. Rows run concurrently for remote backends.
 
 from __future__ import annotations
 
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from mlflow.pyfunc import PythonModel
-
-warnings.filterwarnings("ignore", message=r".*type hints to the `predict` method")
 
 
 class ChainModel(PythonModel):
@@ -28,7 +26,8 @@ class ChainModel(PythonModel):
     def __init__(self) -> None:
         self.chain: Any = None
 
-    # No type hints on the methods below: MLflow would infer a schema from them.
+    # The signature is explicit at save time; a pd.DataFrame hint makes MLflow
+    # infer no schema and stops its warning on every save and load.
     def load_context(self, context):
         from llmops.chains.api import chain_from_parts
 
@@ -36,7 +35,7 @@ class ChainModel(PythonModel):
         prompt_path = Path(context.artifacts["prompt"])
         self.chain = chain_from_parts(cfg, prompt_path.read_text())
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         rows = _rows(model_input)
         concurrency = int((params or {}).get("max_concurrency", 0)) or (
             16 if self.chain.config.llm.backend == "openai" else 1
@@ -48,8 +47,6 @@ class ChainModel(PythonModel):
 
 
 def _rows(model_input: Any) -> list[Any]:
-    import pandas as pd
-
     if isinstance(model_input, pd.DataFrame):
         records = model_input.to_dict(orient="records")
     elif isinstance(model_input, dict):
