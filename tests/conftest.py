@@ -61,3 +61,27 @@ def home(
 @pytest.fixture
 def settings(home: Path) -> Settings:
     return get_settings()
+
+
+@pytest.fixture(scope="session")
+def python_docs_index(
+    tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path, model_cache: Path
+) -> Path:
+    """A home with the reference index (the Python docs topics) built once per session."""
+    from llmops.config import load_settings
+    from llmops.index import refresh
+
+    built = tmp_path_factory.mktemp("python-docs-home")
+    shutil.copy(mlflow_template, built / "mlflow.db")
+    settings = load_settings(home=str(built), project_dir=REPO, model_cache=str(model_cache))
+    refresh(settings=settings, progress=False)
+    return built
+
+
+@pytest.fixture
+def python_docs_home(home: Path, python_docs_index: Path) -> Path:
+    """The test's fresh home, holding a copy of the built reference index."""
+    for folder in ("chroma", "index"):
+        shutil.copytree(python_docs_index / folder, home / folder)
+    reset_settings()
+    return home

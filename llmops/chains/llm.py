@@ -43,6 +43,9 @@ class LLMSpec(BaseModel):
     max_retries: int = Field(3, ge=0, le=10, description="openai: retries of retryable errors")
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(256, ge=1, le=32768)
+    repetition_penalty: float = Field(
+        1.0, ge=1.0, le=2.0, description="local: >1 discourages loops in small models"
+    )
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,8 @@ class LocalLLM(LLM):
             "max_new_tokens": max_tokens or self.spec.max_tokens,
             "pad_token_id": tok.pad_token_id or tok.eos_token_id,
         }
+        if self.spec.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = self.spec.repetition_penalty
         if temp > 0:
             if seed is not None:
                 torch.manual_seed(seed)
