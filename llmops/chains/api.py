@@ -141,7 +141,7 @@ def _check_prompt(cfg: ChainConfig, p: Prompt) -> None:
 def _save_pyfunc(code: Path, resolved: dict[str, Any], prompt_path: Path, model_dir: Path) -> None:
     import mlflow.pyfunc
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import Array, ColSpec, Object, Property, Schema
+    from mlflow.types.schema import Array, ColSpec, Object, ParamSchema, ParamSpec, Property, Schema
 
     import llmops
 
@@ -157,7 +157,11 @@ def _save_pyfunc(code: Path, resolved: dict[str, Any], prompt_path: Path, model_
             python_model=str(code),
             model_config=resolved,
             artifacts={"prompt": str(prompt_path)},
-            signature=ModelSignature(inputs=inputs, outputs=outputs),
+            signature=ModelSignature(
+                inputs=inputs, outputs=outputs,
+                # 0: 16 rows at once for remote backends, 1 for the in-process model.
+                params=ParamSchema([ParamSpec("max_concurrency", "integer", 0)]),
+            ),
             pip_requirements=[f"llmops=={llmops.__version__}", "mlflow", "langchain-core"],
         )
 
