@@ -115,10 +115,12 @@ def _v(version: int | None) -> str:
 def _mount() -> None:
     from llmops.chains.cli import app as chains_app
     from llmops.demo import demo
+    from llmops.index.cli import app as index_app
     from llmops.prompts.cli import app as prompts_app
 
     app.add_typer(prompts_app, name="prompts")
     app.add_typer(chains_app, name="chains")
+    app.add_typer(index_app, name="index")
     app.command("demo")(demo)
 
 
