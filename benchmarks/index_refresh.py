@@ -1,6 +1,6 @@
 """Index refresh benchmark: our refresh against raw embedding and against LangChain's `index()`.
 
-    .venv/bin/python benchmarks/index_refresh.py            # about 6 minutes on 2 cores
+    .venv/bin/python benchmarks/index_refresh.py            # 10-15 minutes on 2 cores
 
 Corpus: the interpreter's `pydoc_data.topics` cut into section documents (a
 topic's paragraphs grouped up to ~1,200 characters: 454 documents on 3.11),

@@ -33,11 +33,16 @@ database while it runs. In place, a refresh touches only what changed:
 A refresh killed at any point thus leaves (a) the old version's records, (b)
 some new records, and possibly (c) some old ones already deleted; the next
 refresh reads the collection back and converges to exactly what a clean build
-writes: the same ids, texts, metadata and embeddings.
+writes: the same ids, texts and metadata, and the same embeddings (up to the
+float noise of batching).
 
 What readers see: the last committed version, plus, while a refresh runs,
-the next version's new chunks beside the old ones (never fewer documents).
-A hit's `index_version` is the version committed when the query ran.
+the next version's new chunks beside the old ones (never fewer documents;
+an embedded reader in another process sees them once it reloads, which it
+does at each commit and whenever a hit it loaded has been deleted: see
+`store.py`). A hit's `index_version` is the version committed when the query
+ran. The price of in place: no snapshot reads, and for a moment a changed
+document may answer with old and new chunks side by side.
 
 `--full` re-embeds and rewrites every chunk and deletes everything else, in
 place, so readers are served throughout; it also recreates the collection
