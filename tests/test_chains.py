@@ -207,3 +207,27 @@ def test_cli_log_run_promote_list(assistant: Path, chain_dir: Path) -> None:
     ]
     missing = runner.invoke(app, ["chains", "run", "chain.chat@staging", "hello"])
     assert missing.exit_code != 0 and "no alias 'staging'" in missing.stderr
+
+
+def test_tracing_records_the_chain_steps(
+    assistant: Path, chain_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    from llmops.config import get_settings, reset_settings
+
+    chains.log(chain_dir / "chat.py")
+    monkeypatch.setenv("LLMOPS_TRACING", "true")
+    reset_settings()
+    result = chains.load("chat/1").invoke("trace me")
+    assert result.answer
+    s = get_settings()
+    client = MlflowClient(tracking_uri=s.mlflow_tracking_uri)
+    exp = client.get_experiment_by_name(f"{s.experiment_prefix}/traces")
+    import mlflow
+
+    mlflow.flush_trace_async_logging()
+    traces = client.search_traces(experiment_ids=[exp.experiment_id], flush=True)
+    assert traces, "no trace recorded"
+    names = {span.name for span in traces[0].data.spans}
+    assert {"chat", "chat.prompt", "chat.llm"} <= names, names

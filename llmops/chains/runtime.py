@@ -157,6 +157,18 @@ def _source(hit: Any) -> dict[str, Any]:
     }
 
 
+def _start_tracing() -> None:
+    """Send MLflow traces to the experiment `<prefix>/traces` of the settings in force."""
+    import mlflow
+
+    from llmops.config import get_settings
+    from llmops.registry import get_registry
+
+    settings = get_settings()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_experiment(experiment_id=get_registry().experiment_id("traces"))
+
+
 class Chain:
     """A runnable chain with its pinned prompt, its LLM and its lineage."""
 
@@ -179,6 +191,8 @@ class Chain:
         self.version, self.content_hash, self.tracing = version, content_hash, tracing
         self._retriever = retriever
         self.collection: str | None = None
+        if tracing:
+            _start_tracing()
         self.prepare_runnable = _KINDS[config.kind](self)
         self.runnable: Runnable[Any, ChainResult] = (
             RunnableLambda(normalize_input, name="input")
