@@ -121,6 +121,12 @@ def _mount() -> None:
     app.add_typer(prompts_app, name="prompts")
     app.add_typer(chains_app, name="chains")
     app.add_typer(index_app, name="index")
+
+    from llmops.serving.cli import feedback_app, keys_app, serve
+
+    app.command("serve")(serve)
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(feedback_app, name="feedback")
     app.command("demo")(demo)
 
 

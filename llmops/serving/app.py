@@ -1,0 +1,54 @@
+"""The gateway's FastAPI app: `create_app()`; `llmops serve` runs it with uvicorn.
+
+Start-up loads every variant's chain (readiness waits for it) and starts the
+alias refresher; shutdown, after uvicorn drained the requests in flight,
+finishes shadow requests and commits every pending log write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+import llmops
+from llmops.config import Settings, get_settings
+from llmops.registry import Registry, get_registry
+from llmops.serving import errors
+from llmops.serving.gateway import Gateway, GatewayOptions
+from llmops.serving.limits import BodySizeLimit
+from llmops.serving.routes import admin, chat, feedback, health, models, review
+from llmops.serving.spec import RoutesSpec, load_routes
+from llmops.store import Store
+
+
+def create_app(
+    *, settings: Settings | None = None, routes: RoutesSpec | Path | None = None,
+    store: Store | None = None, registry: Registry | None = None,
+    options: GatewayOptions | None = None,
+) -> FastAPI:
+    """The gateway app; every part defaults to what the settings name."""
+    settings = settings or get_settings()
+    spec = routes if isinstance(routes, RoutesSpec) else load_routes(routes)
+    gw = Gateway.build(settings, spec, store or Store.open(settings.store_url),
+                       registry or get_registry(), options)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gw.start()
+        try:
+            yield
+        finally:
+            await gw.stop()
+
+    app = FastAPI(title="llmops gateway", version=llmops.__version__, lifespan=lifespan,
+                  description="OpenAI-compatible chat over llmops chains, with A/B routing, "
+                              "a durable request log and reviewer feedback.")
+    app.state.gateway = gw
+    errors.install(app)
+    for module in (chat, models, feedback, review, admin, health):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.gateway.max_body_bytes)
+    return app

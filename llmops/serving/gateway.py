@@ -1,0 +1,124 @@
+"""The state of one gateway process: routes, alias cache, log store, keys, limits, metrics.
+
+Built at start-up by the app's lifespan; the routes reach it through the
+dependencies in `deps.py`. Background work (alias refresh, shadow requests)
+is tracked here so a shutdown can finish it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from llmops.config import Settings
+from llmops.registry import Registry
+from llmops.serving.keys import KeyCache
+from llmops.serving.limits import RateLimiter
+from llmops.serving.metrics import Metrics
+from llmops.serving.router import AliasCache
+from llmops.serving.spec import RoutesSpec
+from llmops.store import Store
+
+log = logging.getLogger("llmops.serving")
+T = TypeVar("T")
+
+
+@dataclass
+class GatewayOptions:
+    """What a process chooses at start (the CLI's flags); the rest is settings and routes."""
+
+    log_requests: bool = True  # off only to measure its cost (benchmarks)
+    # Chain calls run on threads (they block on the LLM). Past a few dozen, threads fight
+    # over the GIL: on a 2-core machine 8-16 served a fast upstream best (benchmarks/gateway.py).
+    threads: int = 16
+    drain_s: float = 30.0  # how long shutdown waits for shadow requests, s
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    routes: RoutesSpec
+    store: Store
+    cache: AliasCache
+    options: GatewayOptions = field(default_factory=GatewayOptions)
+    metrics: Metrics = field(default_factory=Metrics)
+
+    def __post_init__(self) -> None:
+        self.keys = KeyCache(self.store, ttl_s=self.settings.gateway.refresh_interval_s)
+        rl = self.routes.rate_limit
+        self.limiter = RateLimiter(rl.requests_per_s, rl.burst)
+        self.pool = ThreadPoolExecutor(self.options.threads, thread_name_prefix="llmops-chain")
+        self.in_flight: dict[str, int] = dict.fromkeys(self.routes.endpoints, 0)
+        self.background: set[asyncio.Task[Any]] = set()
+        self.refresher: asyncio.Task[None] | None = None
+        self.csrf_secret = secrets.token_bytes(16)  # per process: review forms
+        self.started = time.time()
+
+    @classmethod
+    def build(cls, settings: Settings, routes: RoutesSpec, store: Store, registry: Registry,
+              options: GatewayOptions | None = None, loader: Any = None) -> Gateway:
+        refs = [v.ref for ep in routes.endpoints.values() for v in ep.variants]
+        return cls(settings, routes, store, AliasCache(refs, registry, loader),
+                   options or GatewayOptions())
+
+    # -- running blocking work -----------------------------------------------------
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` on the chain threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        """Background work that shutdown waits for (shadow requests, late log writes)."""
+        task = asyncio.ensure_future(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    # -- alias refresh ---------------------------------------------------------------
+    async def reload(self) -> dict[str, int | None]:
+        try:
+            versions = await asyncio.to_thread(self.cache.refresh)
+        except Exception:
+            self.metrics.refreshes.labels("error").inc()
+            raise
+        self.metrics.refreshes.labels("error" if self.cache.errors else "ok").inc()
+        return versions
+
+    async def _refresh_forever(self) -> None:
+        interval = self.settings.gateway.refresh_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.reload()
+            except Exception:  # never let the refresher die; readiness reports staleness
+                log.exception("alias refresh failed")
+
+    def refresher_alive(self) -> bool:
+        if self.refresher is None or self.refresher.done():
+            return False
+        last = self.cache.last_refresh
+        return last is not None and time.monotonic() - last < 3 * max(
+            self.settings.gateway.refresh_interval_s, 1.0) + 60
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.reload()
+        self.refresher = asyncio.create_task(self._refresh_forever(), name="llmops-refresh")
+
+    async def stop(self) -> None:
+        """After uvicorn drained the requests: finish shadows, stop refreshing, commit the log."""
+        if self.refresher is not None:
+            self.refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.refresher
+        if self.background:
+            _, pending = await asyncio.wait(set(self.background), timeout=self.options.drain_s)
+            for task in pending:
+                task.cancel()
+        await asyncio.to_thread(self.store.close)  # commits every pending write
+        self.pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,152 @@
+"""Request and response bodies, with the names OpenAI's API uses.
+
+Fields OpenAI clients send that the gateway does not use (`top_p`, `stop`, ...)
+are accepted and ignored, as OpenAI-compatible servers do.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(p.text or "" for p in self.content if p.type == "text")
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(description="the endpoint name (see GET /v1/models)", max_length=256)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=1000)
+    max_tokens: int | None = Field(None, ge=1, description="cap on the answer, tokens")
+    max_completion_tokens: int | None = Field(None, ge=1, description="same as max_tokens")
+    temperature: float | None = Field(None, ge=0, le=2)
+    user: str | None = Field(None, max_length=256, description="sticky A/B assignment key")
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    n: int | None = Field(None, ge=1, le=1, description="only 1 is supported")
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str = "stop"
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Source(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    score: float | None = None
+    title: str | None = None
+    doc_id: str | None = None
+    url: str | None = None
+    snippet: str | None = None
+
+
+class ChatCompletion(BaseModel):
+    """OpenAI's chat.completion, plus `sources` and `variant` (OpenAI clients ignore them)."""
+
+    id: str = Field(description="the request id; feedback refers to it")
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    system_fingerprint: str | None = Field(None, description="the chain version that answered")
+    sources: list[Source] = Field(default_factory=list)
+    variant: str | None = None
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "llmops"
+    description: str = ""
+    variants: list[str] = Field(default_factory=list)
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[Model]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=64)
+    rating: Literal["up", "down"]
+    comment: str | None = Field(None, max_length=4000)
+
+
+class FeedbackOut(BaseModel):
+    object: Literal["feedback"] = "feedback"
+    request_id: str
+    reviewer: str
+    rating: Literal["up", "down"]
+    comment: str | None = None
+    created_at: float = Field(description="first vote, unix seconds")
+    updated_at: float = Field(description="this vote, unix seconds")
+    votes: int = Field(description="votes this reviewer cast on this request; the last wins")
+    endpoint: str | None = None
+    variant: str | None = None
+    chain: str | None = None
+    chain_version: int | None = None
+
+
+class FeedbackList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FeedbackOut]
+    has_more: bool = False
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for these error statuses, all with the OpenAI error body."""
+    return {s: {"model": ErrorResponse} for s in statuses}
