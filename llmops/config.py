@@ -17,14 +17,14 @@ import os
 import threading
 import types
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from llmops.errors import ConfigError
+from llmops.errors import ConfigError, LlmopsError, SpecError
 
 CONFIG_FILE = "llmops.yaml"
 PROFILES = ("dev", "staging", "prod")
@@ -166,21 +166,33 @@ def find_project_dir(start: Path | None = None) -> Path:
     return here
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def read_yaml_model(
+    path: Path, model: type[M], error: type[LlmopsError] = SpecError, *, allow_empty: bool = False
+) -> M:
+    """A YAML file validated as `model`; every error names the file and the key."""
+    try:
+        data = yaml.safe_load(path.read_text())
+        if data is None and allow_empty:
+            data = {}
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: not valid YAML: {_one_line(exc)}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a mapping at the top level")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error(f"{path}: {describe_validation_error(exc, model)}") from None
+
+
 def load_config_file(project_dir: Path) -> ConfigFile:
     """Parse and validate `llmops.yaml`; a missing file means all defaults."""
     path = project_dir / CONFIG_FILE
     if not path.is_file():
         return ConfigFile()
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {_one_line(exc)}") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    try:
-        return ConfigFile.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: {describe_validation_error(exc, ConfigFile)}") from exc
+    return read_yaml_model(path, ConfigFile, ConfigError, allow_empty=True)
 
 
 class _ProfileSource(PydanticBaseSettingsSource):

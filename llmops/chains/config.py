@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from llmops.chains.llm import LLMSpec
-from llmops.config import describe_validation_error
+from llmops.config import read_yaml_model
 from llmops.errors import SpecError
 
 
@@ -56,16 +55,7 @@ def load_chain_config(code_path: Path) -> ChainConfig:
         raise SpecError(f"{code_path}: no such chain file")
     if not path.is_file():
         raise SpecError(f"{code_path}: its config {path.name} is missing beside it")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping at the top level")
-    try:
-        cfg = ChainConfig.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(f"{path}: {describe_validation_error(exc)}") from None
+    cfg = read_yaml_model(path, ChainConfig)
     if cfg.name != code_path.stem:
         raise SpecError(f"{path}: name: {cfg.name!r} must match the file name {code_path.stem!r}")
     return cfg

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llmops.config import describe_validation_error
+from llmops.config import read_yaml_model
 from llmops.errors import SpecError
 from llmops.registry import Ref
 
@@ -117,13 +116,4 @@ def load_routes(path: Path | None = None) -> RoutesSpec:
         path = get_settings().project_dir / ROUTES_FILE
     if not path.is_file():
         raise SpecError(f"{path}: no routes file; write one (see llmops/serving/spec.py)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping at the top level")
-    try:
-        return RoutesSpec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(f"{path}: {describe_validation_error(exc, RoutesSpec)}") from None
+    return read_yaml_model(path, RoutesSpec)
