@@ -4,7 +4,10 @@ Refreshes the vector index over the Python documentation, pushes the
 reference prompts and promotes the QA prompt through staging to production by
 compare-and-set, logs the RAG chain with that prompt pinned, promotes it, and
 answers a Python question with the local SmolLM2 model, with its sources and
-lineage. Every step is idempotent: a second run changes nothing it need not.
+lineage. Then it serves the gateway on the reference routes (both variants of
+`rag-qa` live) and prints the URL, a client and a reviewer key and a curl
+line; `--smoke` instead sends a few chats and votes through it and exits 0.
+Every step is idempotent: a second run changes nothing it need not.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ def _promote(promote: Any, versions: Any, name: str, version: int, kind: str) ->
 def demo(
     question: str = typer.Option(QUESTION, "--question", "-q", help="what to ask"),
     max_tokens: int = typer.Option(120, "--max-tokens", help="cap on the answer, tokens"),
+    serve: bool = typer.Option(True, "--serve/--no-serve", help="end by serving the gateway"),
+    smoke: bool = typer.Option(
+        False, "--smoke", help="instead of serving on, send a few chats and votes, then exit"
+    ),
 ) -> None:
     """Run the main job end to end on the embedded defaults."""
     import llmops.chains as chains
@@ -93,5 +100,18 @@ def demo(
                    f"{lin['prompt']}/{lin['prompt_version']}, index {lin['index_collection']} "
                    f"v{lin['index_version']}, {lin['base_model']}, "
                    f"{lin['completion_tokens']} tokens in {lin['latency_ms'] / 1000:.1f} s")
-    typer.echo("\ndone. Try: llmops index query \"what is a generator\"; llmops prompts list; "
+    with _step("6. promote prompt.assistant and log chain.chat (the gateway's chat endpoint)"):
+        _promote(prompts.promote, prompts.versions, "assistant",
+                 prompts.versions("assistant")[-1].version, "prompt")
+        chat = chains.log(project / "chains" / "chat.py")
+        typer.echo(f"   {chat.name}: {'registered' if chat.created else 'unchanged,'} "
+                   f"version {chat.version}")
+        _promote(chains.promote, lambda n: reg.list_versions(f"chain.{n}"), "chat",
+                 chat.version, "chain")
+
+    typer.echo("\nTry: llmops index query \"what is a generator\"; llmops prompts list; "
                "llmops registry history chain.rag_qa")
+    if serve or smoke:
+        from llmops.serving.demo import gateway_demo
+
+        raise typer.Exit(gateway_demo(smoke=smoke))
