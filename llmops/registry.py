@@ -337,6 +337,21 @@ class Registry:
         names = [m.name for m in self.client.search_registered_models(max_results=1000)]
         return sorted(n for n in names if n.startswith(prefix))
 
+    def summaries(self, prefix: str) -> list[dict[str, Any]]:
+        """Per registered model under `prefix`: versions, latest, aliases, archived versions."""
+        out = []
+        for name in self.list_models(prefix):
+            vs = self.list_versions(name)
+            out.append({
+                "name": name,
+                "versions": len(vs),
+                "latest": vs[-1].version if vs else None,
+                "aliases": {a: v.version for v in vs for a in v.aliases},
+                "archived": [v.version for v in vs if v.archived],
+                "description": vs[-1].description if vs else "",
+            })
+        return out
+
     def list_versions(self, name: str) -> list[VersionInfo]:
         """All versions of a model, oldest first, each with its aliases and tags."""
         aliases = self._aliases(name)

@@ -63,6 +63,16 @@ def settings(home: Path) -> Settings:
     return get_settings()
 
 
+@pytest.fixture
+def prompt_dir(tmp_path: Path) -> Path:
+    """A copy of two reference prompts (qa, summarize) that a test may edit."""
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    for name in ("qa.yaml", "summarize.yaml"):
+        shutil.copy(REPO / "prompts" / name, folder / name)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def python_docs_index(
     tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path, model_cache: Path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +48,6 @@ def snapshot() -> dict[str, Any]:
         },
         "runs": len(reg.client.search_runs(exps)) if exps else 0,
     }
-
-
-@pytest.fixture
-def prompt_dir(tmp_path: Path) -> Path:
-    folder = tmp_path / "prompts"
-    folder.mkdir()
-    for name in ("qa.yaml", "summarize.yaml"):
-        shutil.copy(REPO / "prompts" / name, folder / name)
-    return folder
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,16 +19,6 @@ from llmops.errors import AliasConflictError, SpecError
 from llmops.registry import Registry, get_registry
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def prompt_dir(tmp_path: Path) -> Path:
-    """A copy of the reference prompts that a test may edit."""
-    folder = tmp_path / "prompts"
-    folder.mkdir()
-    for name in ("qa.yaml", "summarize.yaml"):
-        shutil.copy(REPO / "prompts" / name, folder / name)
-    return folder
 
 
 def snapshot(reg: Registry) -> dict[str, Any]:

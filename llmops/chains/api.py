@@ -24,7 +24,7 @@ from llmops.errors import ChainError
 from llmops.prompts.api import Prompt
 from llmops.prompts.api import load as load_prompt
 from llmops.prompts.spec import spec_from_text
-from llmops.registry import ANY, AuditRecord, Ref, Registry, get_registry
+from llmops.registry import ANY, AuditRecord, Ref, Registry, VersionInfo, get_registry
 
 KIND = "chain"
 STAGES = ("staging", "production")
@@ -65,13 +65,7 @@ def log(
     """
     reg = registry or get_registry()
     code = Path(code_path)
-    cfg = load_chain_config(code)
-    if prompt:
-        cfg = cfg.model_copy(update={"prompt": prompt})
-    p_info = reg.resolve(cfg.prompt, kind="prompt")
-    p = load_prompt(p_info.ref, registry=reg)
-    _check_prompt(cfg, p)
-    resolved = cfg.model_dump(mode="json") | {"prompt": p_info.ref}
+    cfg, p_info, p, resolved = _pinned(reg, code, prompt)
     digest = hashlib.sha256(
         json.dumps({"code": code.read_text(), "config": resolved,
                     "prompt_hash": p.spec.content_hash()}, sort_keys=True).encode()
@@ -110,6 +104,19 @@ def log(
                       **{f"chain.tag.{k}": v for k, v in cfg.tags.items()}},
             )
     return LogResult(name, info.version, created, _lineage_of(info.tags))
+
+
+def _pinned(
+    reg: Registry, code: Path, prompt: str | None
+) -> tuple[ChainConfig, VersionInfo, Prompt, dict[str, Any]]:
+    """The chain's config with its prompt reference resolved to an exact, checked version."""
+    cfg = load_chain_config(code)
+    if prompt:
+        cfg = cfg.model_copy(update={"prompt": prompt})
+    p_info = reg.resolve(cfg.prompt, kind="prompt")
+    p = load_prompt(p_info.ref, registry=reg)
+    _check_prompt(cfg, p)
+    return cfg, p_info, p, cfg.model_dump(mode="json") | {"prompt": p_info.ref}
 
 
 def _adapter_version(reg: Registry, ref: str | None) -> str:
@@ -196,14 +203,7 @@ def load(ref: str, *, registry: Registry | None = None) -> Chain:
 def load_local(code_path: Path | str, *, prompt: str | None = None,
                registry: Registry | None = None) -> Chain:
     """A chain straight from its file and config, unregistered (for notebooks)."""
-    reg = registry or get_registry()
-    cfg = load_chain_config(Path(code_path))
-    if prompt:
-        cfg = cfg.model_copy(update={"prompt": prompt})
-    p_info = reg.resolve(cfg.prompt, kind="prompt")
-    p = load_prompt(p_info.ref, registry=reg)
-    _check_prompt(cfg, p)
-    resolved = cfg.model_dump(mode="json") | {"prompt": p_info.ref}
+    _, _, p, resolved = _pinned(registry or get_registry(), Path(code_path), prompt)
     return chain_from_parts(resolved, p.spec.to_yaml())
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -83,12 +82,8 @@ def list_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON")) -
     """Registered chains with their latest version and aliases."""
     from llmops.registry import get_registry
 
-    reg = get_registry()
-    rows: list[dict[str, Any]] = []
-    for name in reg.list_models("chain."):
-        vs = reg.list_versions(name)
-        rows.append({"name": name, "latest": vs[-1].version if vs else None,
-                     "aliases": {a: v.version for v in vs for a in v.aliases}})
+    rows = [{k: s[k] for k in ("name", "latest", "aliases")}
+            for s in get_registry().summaries("chain.")]
     if as_json:
         _json(rows)
         return

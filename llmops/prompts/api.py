@@ -202,19 +202,7 @@ def versions(name: str, *, registry: Registry | None = None) -> list[VersionInfo
 
 def list_prompts(*, registry: Registry | None = None) -> list[dict[str, Any]]:
     """One summary per registered prompt: latest version and where the aliases point."""
-    reg = _registry(registry)
-    out = []
-    for name in reg.list_models(f"{KIND}."):
-        vs = reg.list_versions(name)
-        out.append({
-            "name": name,
-            "versions": len(vs),
-            "latest": vs[-1].version if vs else None,
-            "aliases": {a: v.version for v in vs for a in v.aliases},
-            "archived": [v.version for v in vs if v.archived],
-            "description": vs[-1].description if vs else "",
-        })
-    return out
+    return _registry(registry).summaries(f"{KIND}.")
 
 
 def promote(
