@@ -35,6 +35,7 @@ class Prepared:
     sources: list[dict[str, Any]] = field(default_factory=list)
     index: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    contexts: list[str] = field(default_factory=list)  # the context blocks the LLM saw
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,14 @@ class ChainResult:
     answer: str
     sources: list[dict[str, Any]]
     lineage: dict[str, Any]
+    # The context blocks the LLM saw, whole (sources carry only snippets); for evaluation.
+    contexts: list[str] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"answer": self.answer, "sources": self.sources, "lineage": self.lineage}
+    def to_dict(self, *, contexts: bool = False) -> dict[str, Any]:
+        out = {"answer": self.answer, "sources": self.sources, "lineage": self.lineage}
+        if contexts:
+            out["contexts"] = self.contexts
+        return out
 
 
 def normalize_input(inputs: Any) -> dict[str, Any]:
@@ -140,7 +146,7 @@ def _rag(chain: Chain) -> Runnable[dict[str, Any], Prepared]:
             index = {"collection": chain.collection,
                      "index_version": max(versions) if versions else None}
             messages = _with_history(chain.prompt.render(**values), inp["history"])
-            return Prepared(messages, sources, index)
+            return Prepared(messages, sources, index, contexts=parts)
 
     return RunnableLambda(retrieve, name="rag.retrieve") | RunnableLambda(render, name="rag.prompt")
 
@@ -237,7 +243,8 @@ class Chain:
         if generation is None:
             with self.span("llm", "LLM"):
                 generation = self.llm.generate(prepared.messages, **llm_kwargs)
-        return ChainResult(generation.text, prepared.sources, self.lineage(prepared, generation))
+        return ChainResult(generation.text, prepared.sources, self.lineage(prepared, generation),
+                           prepared.contexts)
 
     def lineage(self, prepared: Prepared, generation: Generation) -> dict[str, Any]:
         spec = self.config.llm
