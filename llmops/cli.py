@@ -127,6 +127,14 @@ def _mount() -> None:
     app.command("serve")(serve)
     app.add_typer(keys_app, name="keys")
     app.add_typer(feedback_app, name="feedback")
+
+    from llmops.eval.ab_cli import app as ab_app
+    from llmops.eval.cli import app as eval_app
+    from llmops.eval.cli import gate
+
+    app.add_typer(eval_app, name="eval")
+    app.command("gate")(gate)
+    app.add_typer(ab_app, name="ab")
     app.command("demo")(demo)
 
 

@@ -57,6 +57,18 @@ class GatewaySettings(_Strict):
     )
 
 
+class EvalSettings(_Strict):
+    """Offline evaluation (`llmops eval run`)."""
+
+    judge_base_url: str | None = Field(
+        None, description="OpenAI-compatible /v1 URL of the judge model (unset: no judge metrics)"
+    )
+    judge_model: str = Field("judge", description="the judge's model name at that endpoint")
+    judge_api_key: str | None = Field(None, description="API key of the judge endpoint")
+    judge_timeout_s: float = Field(60.0, gt=0, description="per judge call, seconds")
+    concurrency: int = Field(4, ge=1, le=256, description="items evaluated at once")
+
+
 class Settings(BaseSettings):
     """Everything a process needs to find its state and services."""
 
@@ -82,6 +94,7 @@ class Settings(BaseSettings):
     tracing: bool = Field(False, description="MLflow tracing of chain steps")
     vector: VectorSettings = Field(default_factory=VectorSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

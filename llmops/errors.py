@@ -67,3 +67,16 @@ class BackendTimeoutError(BackendError):
 
 class ChainError(LlmopsError):
     """A chain is misconfigured or failed."""
+
+
+class EvalError(LlmopsError):
+    """An evaluation cannot run: a bad dataset, metric or judge setting."""
+
+    exit_code = 2
+    http_status = 400
+
+
+class GateError(LlmopsError):
+    """A gate cannot be evaluated (a bad gates file, nothing to gate)."""
+
+    exit_code = 2

@@ -462,6 +462,9 @@ class Registry:
         for key, value in tags.items():
             self.client.set_model_version_tag(name, str(version), key, str(value))
 
+    def set_description(self, name: str, version: int, text: str) -> None:
+        self.client.update_model_version(name, str(version), description=text)
+
     # -- aliases and audit ------------------------------------------------------
     def move_alias(
         self,

@@ -1,0 +1,128 @@
+"""A small project for evaluation tests: three documents, a RAG chain whose LLM is scripted.
+
+The `scripted` backend answers from the dataset by the chain's `llm.model`:
+`good` answers the reference, `poor` an unrelated sentence, `silent` nothing
+(so reference-based metrics fail). It counts its calls.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmops.chains.llm import LLM, Generation, Messages, register_backend
+from llmops.config import reset_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+DOCS = {
+    "tea": ("Brewing green tea", "Green tea is brewed with water at about 80 degrees Celsius "
+            "for two to three minutes; boiling water makes it bitter."),
+    "bikes": ("Bicycle chains", "Clean and oil a bicycle chain every few hundred kilometres; "
+              "a dry chain wears the cassette and squeaks."),
+    "owls": ("Owls at night", "Owls hunt at night. Their large eyes and soft feathers let them "
+             "see in dim light and fly almost silently."),
+}
+ITEMS = [
+    {"id": "tea", "question": "At what temperature should I brew green tea?",
+     "reference": "Brew green tea at about 80 degrees Celsius for two to three minutes.",
+     "topics": ["tea"]},
+    {"id": "bikes", "question": "How often should I oil my bicycle chain?",
+     "reference": "Clean and oil the chain every few hundred kilometres.", "topics": ["kb:bikes"]},
+    {"id": "owls", "question": "When do owls hunt?",
+     "reference": "Owls hunt at night, seeing well in dim light.", "topics": ["owls"]},
+]
+
+
+@register_backend("scripted")
+class ScriptedLLM(LLM):
+    calls = 0
+    _lock = threading.Lock()
+
+    def generate(self, messages: Messages, *, max_tokens: int | None = None,
+                 temperature: float | None = None, seed: int | None = None) -> Generation:
+        with ScriptedLLM._lock:
+            ScriptedLLM.calls += 1
+        user = messages[-1]["content"]
+        mode = self.spec.model or "good"
+        text = ""
+        if mode == "good":
+            text = next((i["reference"] for i in ITEMS if i["question"] in user), "I do not know.")
+        elif mode == "poor":
+            text = "Bananas are yellow and grow in bunches."
+        return Generation(text, f"scripted:{mode}", 10, len(text.split()))
+
+    def stream(self, messages: Messages, **kw: object) -> Iterator[str]:
+        yield self.generate(messages).text
+
+
+def write_chain(root: Path, mode: str, *, description: str | None = None) -> Path:
+    """chains/rag_qa.yaml with the scripted LLM in `mode`; returns the chain file."""
+    text = (REPO / "chains" / "rag_qa.yaml").read_text()
+    text = text.replace("backend: local", f"backend: scripted\n  model: {mode}").replace(
+        "k: 3", "k: 2")
+    if description is not None:
+        head, _, rest = text.partition("description: >-")
+        body = rest.split("\nprompt:", 1)[1]
+        text = f"{head}description: {json.dumps(description)}\nprompt:{body}"
+    (root / "chains" / "rag_qa.yaml").write_text(text)
+    return root / "chains" / "rag_qa.py"
+
+
+@pytest.fixture
+def eval_project(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project: the three documents indexed, prompt.qa at production, the dataset, gates."""
+    import llmops.index as index
+    import llmops.prompts as prompts
+
+    root = tmp_path / "project"
+    (root / "data").mkdir(parents=True)
+    with (root / "data" / "kb.jsonl").open("w") as f:
+        for doc_id, (title, text) in DOCS.items():
+            f.write(json.dumps({"id": doc_id, "text": text, "metadata": {"title": title}}) + "\n")
+    (root / "llmops.yaml").write_text(
+        "index:\n  collection: small-kb\n  chunk_size: 400\n  chunk_overlap: 40\n"
+        "  sources:\n    - kind: jsonl\n      name: kb\n      path: data/kb.jsonl\n"
+    )
+    shutil.copytree(REPO / "chains", root / "chains")
+    shutil.copytree(REPO / "prompts", root / "prompts")
+    (root / "eval").mkdir()
+    (root / "eval" / "qa.jsonl").write_text("".join(json.dumps(i) + "\n" for i in ITEMS))
+    (root / "eval" / "gates.yaml").write_text(GATES)
+    write_chain(root, "good")
+    monkeypatch.setenv("LLMOPS_PROJECT_DIR", str(root))
+    monkeypatch.chdir(root)
+    reset_settings()
+    index.refresh(progress=False)
+    prompts.push()
+    prompts.promote("qa", 1, "production")
+    ScriptedLLM.calls = 0
+    return root
+
+
+GATES = """
+gates:
+  chain.rag_qa:
+    dataset: eval/qa.jsonl
+    compliance:
+      description: true
+      tags: [chain.tag.domain]
+      lineage: [lineage.prompt, lineage.prompt_version, lineage.index_collection]
+      signature: true
+      evaluation: true
+    metrics:
+      hit_rate: {baseline: 0.6, tolerance: 0.1}
+      semantic_similarity: {baseline: 0.5, tolerance: 0.05}
+      string_similarity: {baseline: 0.3, tolerance: 0.05}
+  prompt.qa:
+    dataset: eval/qa.jsonl
+    chain: chains/rag_qa.py
+    metrics:
+      hit_rate: {baseline: 0.6, tolerance: 0.1}
+      semantic_similarity: {baseline: 0.5, tolerance: 0.05}
+"""
