@@ -1,10 +1,12 @@
 """The main job on the embedded defaults (`make demo`).
 
 Refreshes the vector index over the Python documentation, pushes the
-reference prompts and promotes the QA prompt through staging to production by
-compare-and-set, logs the RAG chain with that prompt pinned, promotes it, and
-answers a Python question with the local SmolLM2 model, with its sources and
-lineage. Then it serves the gateway on the reference routes (both variants of
+reference prompts and promotes the QA prompts through staging to production by
+compare-and-set, logs the RAG chain with prompt.qa pinned, evaluates it on the
+smoke dataset (ragas, no judge) and gates it to production, answers a Python
+question with the local SmolLM2 model, with its sources and lineage. Then it
+logs the A/B candidate (the chain with prompt.qa_brief) to staging, evaluates
+it and runs its gate as a dry run. Then it serves the gateway on the reference routes (both variants of
 `rag-qa` live) and prints the URL, a client and a reviewer key and a curl
 line; `--smoke` instead sends a few chats and votes through it and exits 0.
 Every step is idempotent: a second run changes nothing it need not.
@@ -20,6 +22,7 @@ from typing import Any
 import typer
 
 QUESTION = "How does the with statement work?"
+SMOKE_DATASET = "eval/qa_smoke.jsonl"
 
 
 @contextmanager
@@ -39,6 +42,51 @@ def _promote(promote: Any, versions: Any, name: str, version: int, kind: str) ->
             continue
         promote(name, version, stage, expect=current, reason="make demo")
         typer.echo(f"   {kind}.{name}@{stage}: {current or 'unset'} -> {version}")
+
+
+def _aliases(reg: Any, name: str) -> dict[str, int]:
+    return {a: v.version for v in reg.list_versions(name) for a in v.aliases}
+
+
+def _stage(reg: Any, name: str, version: int) -> None:
+    current = _aliases(reg, name).get("staging")
+    if current == version:
+        typer.echo(f"   {name}@staging is already version {version}")
+        return
+    reg.move_alias(name, "staging", version, expect=current, reason="make demo")
+    typer.echo(f"   {name}@staging: {current or 'unset'} -> {version}")
+
+
+def _evaluate(ref: str) -> None:
+    """The smoke evaluation (cached: a second run makes no chain calls)."""
+    from llmops.config import get_settings
+    from llmops.eval.runner import evaluate
+
+    ev = evaluate(ref, get_settings().project_dir / SMOKE_DATASET)
+    typer.echo(f"   evaluated {ev.ref} on {ev.dataset}@{ev.dataset_version}: "
+               f"{len(ev.items)} items, {ev.chain_calls} chain calls, {ev.seconds:.0f} s")
+    typer.echo("     " + ", ".join(f"{m} {s['mean']:.3f}" if s["mean"] is not None
+                                   else f"{m} NaN" for m, s in ev.summary.items()))
+    if ev.failures:
+        typer.secho(f"     {ev.failures} scores failed (each counts against the gate)", fg="red")
+
+
+def _gate(name: str, version: int, *, dry_run: bool) -> None:
+    from llmops.eval.gates import run_gate
+
+    d = run_gate(name, candidate=str(version), dry_run=dry_run)
+    for c in d.checks:
+        typer.echo(f"     {'PASS' if c.passed else 'FAIL'}  {c.group}/{c.name}: {c.detail}")
+    verdict = "PASS" if d.passed else "FAIL"
+    if d.dry_run:
+        action = "dry run, nothing changed"
+    elif d.moved:
+        action = f"{name}@production -> {version}"
+    else:
+        action = f"{name}/{version} archived"
+    typer.secho(f"   gate {verdict}: {action}", fg="green" if d.passed else "red")
+    if not d.passed and not d.dry_run:
+        raise typer.Exit(1)
 
 
 def demo(
@@ -70,22 +118,28 @@ def demo(
             typer.echo(f"   {r.name}: {'registered' if r.created else 'unchanged,'} "
                        f"version {r.version}")
 
-    with _step("3. promote prompt.qa to staging, then production (compare-and-set)"):
-        _promote(prompts.promote, prompts.versions, "qa", prompts.versions("qa")[-1].version,
-                 "prompt")
+    with _step("3. promote prompt.qa and prompt.qa_brief to staging, then production"):
+        for name in ("qa", "qa_brief"):
+            _promote(prompts.promote, prompts.versions, name,
+                     prompts.versions(name)[-1].version, "prompt")
         for rec in reg.history("prompt.qa")[-2:]:
             typer.echo(f"   audit #{rec.seq}: {rec.alias} {rec.from_version} -> "
                        f"{rec.to_version} by {rec.actor} at {rec.at}")
 
-    with _step("4. log chain.rag_qa with the production prompt pinned, and promote it"):
-        logged = chains.log(project / "chains" / "rag_qa.py")
+    rag = project / "chains" / "rag_qa.py"
+    with _step("4. log chain.rag_qa with prompt.qa pinned; evaluate it and gate it to production"):
+        logged = chains.log(rag)
         typer.echo(f"   {logged.name}: {'registered' if logged.created else 'unchanged,'} "
                    f"version {logged.version}")
         for key in ("prompt", "prompt_version", "index_collection", "index_version_at_log",
                     "base_model"):
             typer.echo(f"     {key}: {logged.lineage.get(key)}")
-        _promote(chains.promote, lambda n: reg.list_versions(f"chain.{n}"), "rag_qa",
-                 logged.version, "chain")
+        if _aliases(reg, "chain.rag_qa").get("production") == logged.version:
+            typer.echo(f"   chain.rag_qa@production is already version {logged.version}")
+        else:
+            _stage(reg, "chain.rag_qa", logged.version)
+            _evaluate(f"chain.rag_qa/{logged.version}")
+            _gate("chain.rag_qa", logged.version, dry_run=False)
 
     with _step("5. ask chain.rag_qa@production (local SmolLM2)"):
         chain = chains.load("chain.rag_qa@production")
@@ -100,7 +154,21 @@ def demo(
                    f"{lin['prompt']}/{lin['prompt_version']}, index {lin['index_collection']} "
                    f"v{lin['index_version']}, {lin['base_model']}, "
                    f"{lin['completion_tokens']} tokens in {lin['latency_ms'] / 1000:.1f} s")
-    with _step("6. promote prompt.assistant and log chain.chat (the gateway's chat endpoint)"):
+
+    with _step("6. the A/B candidate: chain.rag_qa with prompt.qa_brief, to staging; evaluate it"):
+        candidate = chains.log(rag, prompt="qa_brief@production")
+        typer.echo(f"   {candidate.name}: {'registered' if candidate.created else 'unchanged,'} "
+                   f"version {candidate.version} (prompt {candidate.lineage.get('prompt')}/"
+                   f"{candidate.lineage.get('prompt_version')})")
+        if _aliases(reg, "chain.rag_qa").get("production") == candidate.version:
+            typer.echo(f"   chain.rag_qa@production is already version {candidate.version}")
+        else:
+            _stage(reg, "chain.rag_qa", candidate.version)
+            _evaluate(f"chain.rag_qa/{candidate.version}")
+            typer.echo("   its gate, as a dry run (gate it once reviewers' votes are in):")
+            _gate("chain.rag_qa", candidate.version, dry_run=True)
+
+    with _step("7. promote prompt.assistant and log chain.chat (the gateway's chat endpoint)"):
         _promote(prompts.promote, prompts.versions, "assistant",
                  prompts.versions("assistant")[-1].version, "prompt")
         chat = chains.log(project / "chains" / "chat.py")

@@ -76,7 +76,8 @@ def test_push_is_idempotent(settings: Settings, prompt_dir: Path) -> None:
 
 def test_push_defaults_to_the_project_prompts(settings: Settings) -> None:
     results = prompts.push()
-    assert {r.name for r in results} == {"prompt.assistant", "prompt.qa", "prompt.summarize"}
+    assert {r.name for r in results} == {
+        "prompt.assistant", "prompt.qa", "prompt.qa_brief", "prompt.summarize"}
     assert all(r.path.startswith(str(REPO / "prompts")) for r in results)
     info = get_registry().resolve("prompt.qa")
     assert info.tags["llmops.kind"] == "prompt"

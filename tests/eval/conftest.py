@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import shutil
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from llmops.chains.llm import LLM, Generation, Messages, register_backend
 from llmops.config import reset_settings
@@ -126,3 +128,40 @@ gates:
       hit_rate: {baseline: 0.6, tolerance: 0.1}
       semantic_similarity: {baseline: 0.5, tolerance: 0.05}
 """
+
+
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _pg_available() -> bool:
+    try:
+        with sa.create_engine(PG_URL, connect_args={"connect_timeout": 2}).connect():
+            return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh store URL (SQLite in the test's home, or a PostgreSQL schema), set in the settings."""
+    if request.param == "sqlite":
+        found = f"sqlite:///{home / 'log.db'}"
+        monkeypatch.setenv("LLMOPS_STORE_URL", found)
+        reset_settings()
+        yield found
+        return
+    if not _pg_available():
+        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
+    schema = f"llmops_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        found = f"{PG_URL}?options=-csearch_path%3D{schema}"
+        monkeypatch.setenv("LLMOPS_STORE_URL", found)
+        reset_settings()
+        yield found
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

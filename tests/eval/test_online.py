@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from scipy import stats
 from typer.testing import CliRunner
 
-from llmops.config import reset_settings
 from llmops.eval.ab_cli import app, parse_time
 from llmops.eval.online import (
     Comparison,
@@ -28,43 +25,8 @@ from llmops.eval.online import (
 from llmops.eval.stats import diff_interval, prob_better, two_proportion_test, wilson_interval
 from llmops.store import RequestRow, Store
 
-PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 T0 = 1_700_000_000.0  # unix seconds; request i of a variant is served at T0 + i
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _pg_available() -> bool:
-    try:
-        with sa.create_engine(PG_URL, connect_args={"connect_timeout": 2}).connect():
-            return True
-    except Exception:
-        return False
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh store URL (SQLite in the test's home, or a PostgreSQL schema), set in the settings."""
-    if request.param == "sqlite":
-        found = f"sqlite:///{home / 'log.db'}"
-        monkeypatch.setenv("LLMOPS_STORE_URL", found)
-        reset_settings()
-        yield found
-        return
-    if not _pg_available():
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
-    schema = f"llmops_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    try:
-        found = f"{PG_URL}?options=-csearch_path%3D{schema}"
-        monkeypatch.setenv("LLMOPS_STORE_URL", found)
-        reset_settings()
-        yield found
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def _req(rid: str, endpoint: str, variant: str, chain: str, version: int, at: float,
