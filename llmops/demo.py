@@ -75,16 +75,7 @@ def _gate(name: str, version: int, *, dry_run: bool) -> None:
     from llmops.eval.gates import run_gate
 
     d = run_gate(name, candidate=str(version), dry_run=dry_run)
-    for c in d.checks:
-        typer.echo(f"     {'PASS' if c.passed else 'FAIL'}  {c.group}/{c.name}: {c.detail}")
-    verdict = "PASS" if d.passed else "FAIL"
-    if d.dry_run:
-        action = "dry run, nothing changed"
-    elif d.moved:
-        action = f"{name}@production -> {version}"
-    else:
-        action = f"{name}/{version} archived"
-    typer.secho(f"   gate {verdict}: {action}", fg="green" if d.passed else "red")
+    d.echo(indent="   ")
     if not d.passed and not d.dry_run:
         raise typer.Exit(1)
 

@@ -73,6 +73,47 @@ def prompt_dir(tmp_path: Path) -> Path:
     return folder
 
 
+KB_DOCS = {
+    "tea": ("Brewing green tea", "Green tea is brewed with water at about 80 degrees Celsius "
+            "for two to three minutes; boiling water makes it bitter."),
+    "bikes": ("Bicycle chains", "Clean and oil a bicycle chain every few hundred kilometres; "
+              "a dry chain wears the cassette and squeaks."),
+    "owls": ("Owls at night", "Owls hunt at night. Their large eyes and soft feathers let them "
+             "see in dim light and fly almost silently."),
+}
+
+
+def make_kb_project(root: Path, monkeypatch: pytest.MonkeyPatch, llm: str = "backend: fake",
+                    k: int = 2) -> Path:
+    """A project whose index is three jsonl documents (KB_DOCS), the reference chains and
+    prompts, the RAG chain's LLM set to `llm`; indexed, pushed, prompt.qa at production."""
+    import json
+
+    import llmops.index as index
+    import llmops.prompts as prompts
+
+    (root / "data").mkdir(parents=True)
+    with (root / "data" / "kb.jsonl").open("w") as f:
+        for doc_id, (title, text) in KB_DOCS.items():
+            f.write(json.dumps({"id": doc_id, "text": text, "metadata": {"title": title}}) + "\n")
+    (root / "llmops.yaml").write_text(
+        "index:\n  collection: small-kb\n  chunk_size: 400\n  chunk_overlap: 40\n"
+        "  sources:\n    - kind: jsonl\n      name: kb\n      path: data/kb.jsonl\n"
+    )
+    shutil.copytree(REPO / "chains", root / "chains")
+    shutil.copytree(REPO / "prompts", root / "prompts")
+    (root / "chains" / "rag_qa.yaml").write_text(
+        (REPO / "chains" / "rag_qa.yaml").read_text().replace(
+            "backend: local", llm).replace("k: 3", f"k: {k}")
+    )
+    monkeypatch.setenv("LLMOPS_PROJECT_DIR", str(root))
+    reset_settings()
+    index.refresh(progress=False)
+    prompts.push()
+    prompts.promote("qa", 1, "production")
+    return root
+
+
 @pytest.fixture(scope="session")
 def python_docs_index(
     tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path, model_cache: Path

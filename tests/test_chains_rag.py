@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,44 +10,15 @@ import pytest
 import llmops.chains as chains
 import llmops.index as index
 import llmops.prompts as prompts
-from llmops.config import Settings, reset_settings
+from llmops.config import Settings
+from tests.conftest import make_kb_project
 
 REPO = Path(__file__).resolve().parent.parent
-
-DOCS = {
-    "tea": ("Brewing green tea", "Green tea is brewed with water at about 80 degrees Celsius "
-            "for two to three minutes; boiling water makes it bitter."),
-    "bikes": ("Bicycle chains", "Clean and oil a bicycle chain every few hundred kilometres; "
-              "a dry chain wears the cassette and squeaks."),
-    "owls": ("Owls at night", "Owls hunt at night. Their large eyes and soft feathers let them "
-             "see in dim light and fly almost silently."),
-}
-
 
 @pytest.fixture
 def small_project(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project whose index is three jsonl documents; the QA prompt at production."""
-    root = tmp_path / "project"
-    (root / "data").mkdir(parents=True)
-    with (root / "data" / "kb.jsonl").open("w") as f:
-        for doc_id, (title, text) in DOCS.items():
-            f.write(json.dumps({"id": doc_id, "text": text, "metadata": {"title": title}}) + "\n")
-    (root / "llmops.yaml").write_text(
-        "index:\n  collection: small-kb\n  chunk_size: 400\n  chunk_overlap: 40\n"
-        "  sources:\n    - kind: jsonl\n      name: kb\n      path: data/kb.jsonl\n"
-    )
-    shutil.copytree(REPO / "chains", root / "chains")
-    shutil.copytree(REPO / "prompts", root / "prompts")
-    (root / "chains" / "rag_qa.yaml").write_text(
-        (REPO / "chains" / "rag_qa.yaml").read_text().replace(
-            "backend: local", "backend: fake").replace("k: 3", "k: 2")
-    )
-    monkeypatch.setenv("LLMOPS_PROJECT_DIR", str(root))
-    reset_settings()
-    index.refresh(progress=False)
-    prompts.push()
-    prompts.promote("qa", 1, "production")
-    return root
+    return make_kb_project(tmp_path / "project", monkeypatch)
 
 
 def test_rag_with_fake_llm_returns_the_right_sources(small_project: Path) -> None:

@@ -179,16 +179,6 @@ def gate(
         against = f"production {d.production}" if d.production else "baselines (first deployment)"
         typer.echo(f"gate {d.model}/{d.candidate} against {against}, dataset "
                    f"{d.dataset}@{d.dataset_version}, evaluation run {d.evaluation_run}")
-        for c in d.checks:
-            mark = typer.style("PASS", fg="green") if c.passed else typer.style("FAIL", fg="red")
-            typer.echo(f"  {mark}  {c.group}/{c.name}: {c.detail}")
-        verdict = "PASS" if d.passed else "FAIL"
-        if d.dry_run:
-            action = "dry run: nothing changed"
-        elif d.moved:
-            action = f"{d.model}@production -> {d.candidate}"
-        else:
-            action = f"{d.model}/{d.candidate} archived"
-        typer.secho(f"{verdict}: {action}", bold=True, fg="green" if d.passed else "red")
+        d.echo()
     if not d.passed:
         raise typer.Exit(1)

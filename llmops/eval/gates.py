@@ -149,6 +149,26 @@ class Decision:
                 f"{self.dataset}@{self.dataset_version} (eval run {self.evaluation_run})"
                 + (f": {failed}" if failed else ""))
 
+    @property
+    def outcome(self) -> str:
+        """What the gate did, in words."""
+        if self.dry_run:
+            return "dry run, nothing changed"
+        if self.moved:
+            return f"{self.model}@{PRODUCTION} -> {self.candidate}"
+        return f"{self.model}/{self.candidate} archived"
+
+    def echo(self, indent: str = "") -> None:
+        """Print every check and the verdict (the CLI's and the demo's report)."""
+        import typer
+
+        for c in self.checks:
+            mark = typer.style("PASS", fg="green") if c.passed else typer.style("FAIL", fg="red")
+            typer.echo(f"{indent}  {mark}  {c.group}/{c.name}: {c.detail}")
+        verdict = "PASS" if self.passed else "FAIL"
+        typer.secho(f"{indent}gate {verdict}: {self.outcome}", bold=True,
+                    fg="green" if self.passed else "red")
+
     def markdown(self) -> str:
         verdict = "PASS" if self.passed else "FAIL"
         against = (f"production version {self.production}" if self.production

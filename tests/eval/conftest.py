@@ -8,7 +8,6 @@ The `scripted` backend answers from the dataset by the chain's `llm.model`:
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,17 +18,10 @@ import sqlalchemy as sa
 
 from llmops.chains.llm import LLM, Generation, Messages, register_backend
 from llmops.config import reset_settings
+from tests.conftest import make_kb_project
 
 REPO = Path(__file__).resolve().parents[2]
 
-DOCS = {
-    "tea": ("Brewing green tea", "Green tea is brewed with water at about 80 degrees Celsius "
-            "for two to three minutes; boiling water makes it bitter."),
-    "bikes": ("Bicycle chains", "Clean and oil a bicycle chain every few hundred kilometres; "
-              "a dry chain wears the cassette and squeaks."),
-    "owls": ("Owls at night", "Owls hunt at night. Their large eyes and soft feathers let them "
-             "see in dim light and fly almost silently."),
-}
 ITEMS = [
     {"id": "tea", "question": "At what temperature should I brew green tea?",
      "reference": "Brew green tea at about 80 degrees Celsius for two to three minutes.",
@@ -79,30 +71,12 @@ def write_chain(root: Path, mode: str, *, description: str | None = None) -> Pat
 @pytest.fixture
 def eval_project(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project: the three documents indexed, prompt.qa at production, the dataset, gates."""
-    import llmops.index as index
-    import llmops.prompts as prompts
-
-    root = tmp_path / "project"
-    (root / "data").mkdir(parents=True)
-    with (root / "data" / "kb.jsonl").open("w") as f:
-        for doc_id, (title, text) in DOCS.items():
-            f.write(json.dumps({"id": doc_id, "text": text, "metadata": {"title": title}}) + "\n")
-    (root / "llmops.yaml").write_text(
-        "index:\n  collection: small-kb\n  chunk_size: 400\n  chunk_overlap: 40\n"
-        "  sources:\n    - kind: jsonl\n      name: kb\n      path: data/kb.jsonl\n"
-    )
-    shutil.copytree(REPO / "chains", root / "chains")
-    shutil.copytree(REPO / "prompts", root / "prompts")
+    root = make_kb_project(tmp_path / "project", monkeypatch,
+                           llm="backend: scripted\n  model: good")
     (root / "eval").mkdir()
     (root / "eval" / "qa.jsonl").write_text("".join(json.dumps(i) + "\n" for i in ITEMS))
     (root / "eval" / "gates.yaml").write_text(GATES)
-    write_chain(root, "good")
-    monkeypatch.setenv("LLMOPS_PROJECT_DIR", str(root))
     monkeypatch.chdir(root)
-    reset_settings()
-    index.refresh(progress=False)
-    prompts.push()
-    prompts.promote("qa", 1, "production")
     ScriptedLLM.calls = 0
     return root
 
