@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["index_refresh.py", "chains.py", "gateway.py"]
+SCRIPTS = ["index_refresh.py", "chains.py", "gateway.py", "eval_overhead.py"]
 
 
 def main() -> int:
