@@ -322,8 +322,6 @@ def bench(args: argparse.Namespace, dataset: Path) -> int:
     backend = make_backend()
     n = args.items
     judge = JudgeMock()
-    # The mock's listen backlog is 5: a burst of judge connections beyond it waits out a
-    # 1 s SYN retransmit, in either arm, at random. Same server, a deeper queue.
     with judge:
         os.environ["LLMOPS_EVAL__JUDGE_BASE_URL"] = judge.url
         reset_settings()
