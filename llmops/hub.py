@@ -127,7 +127,7 @@ def load_embedder(ref: str | None = None) -> SentenceTransformer:
             from sentence_transformers import SentenceTransformer
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
-            _embedders[path] = SentenceTransformer(str(path), device=device)
+            _embedders[path] = SentenceTransformer(str(path), device=device, local_files_only=True)
         return _embedders[path]
 
 

@@ -288,17 +288,16 @@ def _log(ev: Evaluation, data: Dataset, info: VersionInfo, reg: Registry, res: R
         "llmops.eval.version": ev.version, "llmops.eval.dataset": data.name,
         "llmops.eval.dataset_version": data.version, "llmops.eval.id": ev.id,
     }) as run:
-        run.log_params({
-            "model": ev.model, "version": ev.version, "dataset": data.name,
-            "dataset_path": str(data.path or ""), "dataset_version": data.version,
-            "index_version": ev.index_version, "n_items": len(ev.items),
-            "metrics": ",".join(ev.metrics), "judge": ev.judge or "none",
-        })
         values = {f"{m}": float(v["mean"]) for m, v in summary.items() if v["mean"] is not None}
         values.update({f"{m}_failures": float(v["failures"] or 0) for m, v in summary.items()})
         values.update({"failures": float(ev.failures), "chain_calls": float(ev.chain_calls),
                        "metric_calls": float(ev.metric_calls)})
-        run.log_metrics(values)
+        run.log_batch(params={
+            "model": ev.model, "version": str(ev.version), "dataset": data.name,
+            "dataset_path": str(data.path or ""), "dataset_version": data.version,
+            "index_version": ev.index_version, "n_items": str(len(ev.items)),
+            "metrics": ",".join(ev.metrics), "judge": ev.judge or "none",
+        }, metrics=values)
         table = ev.table()
         run.log_table(table, "eval_items.json")
         with tempfile.TemporaryDirectory() as tmp:

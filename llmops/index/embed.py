@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from llmops.hub import resolve_embedding_model
+from llmops import hub
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 
-@functools.lru_cache(maxsize=2)
-def _load(path: str) -> SentenceTransformer:
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(path, local_files_only=True)
-
-
 def load_embedder(ref: str) -> SentenceTransformer:
-    """The sentence-transformers model of an embedding reference (cached per process)."""
-    return _load(str(Path(resolve_embedding_model(ref)).resolve()))
+    """The sentence-transformers model of an embedding reference (one per process, shared
+    with the chains and the evaluation metrics)."""
+    return hub.load_embedder(ref)
 
 
 def encode(model: SentenceTransformer, texts: list[str], batch_size: int = 32) -> np.ndarray:

@@ -1,12 +1,7 @@
-"""Each index version as an MLflow run in the experiment `<prefix>-index`.
-
-Kept to one small function so that it can move behind `llmops/registry.py`
-(the project's one door to MLflow) when that module offers run logging.
-"""
+"""Each index version as an MLflow run in the experiment `<prefix>/index`, through the registry."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from llmops.config import Settings
@@ -19,8 +14,11 @@ RUN_METRICS = (
 )  # fmt: skip
 
 
+AREA = "index"
+
+
 def experiment_name(settings: Settings) -> str:
-    return f"{settings.experiment_prefix}-index"
+    return f"{settings.experiment_prefix}/{AREA}"
 
 
 def log_version_run(
@@ -33,41 +31,15 @@ def log_version_run(
     params: dict[str, Any],
 ) -> str:
     """Log one index version (params, stats as metrics, tags) and return the run id."""
-    from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param
-    from mlflow.exceptions import MlflowException
+    from llmops.registry import Registry
 
-    client = MlflowClient(
-        tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_registry_uri
-    )
-    name = experiment_name(settings)
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        experiment_id = experiment.experiment_id
-    else:
-        try:
-            experiment_id = client.create_experiment(
-                name, artifact_location=f"{settings.artifact_root}/{name}"
-            )
-        except MlflowException:  # created meanwhile by another process
-            found = client.get_experiment_by_name(name)
-            if found is None:
-                raise
-            experiment_id = found.experiment_id
     tags = {
         "llmops.kind": "index-refresh",
         "llmops.index.collection": collection,
         "llmops.index.version": str(version),
         "llmops.index.full": str(full).lower(),
     }
-    run = client.create_run(experiment_id, run_name=f"{collection}-v{version}", tags=tags)
-    run_id = run.info.run_id
-    now = run.info.start_time
-    metrics = [Metric(key, float(stats[key]), now, 0) for key in RUN_METRICS if key in stats]
-    mlflow_params = [
-        Param(k, v if isinstance(v, str) else json.dumps(v, sort_keys=True))
-        for k, v in sorted(params.items())
-    ]
-    client.log_batch(run_id, metrics=metrics, params=mlflow_params)
-    client.set_terminated(run_id, "FINISHED")
-    return run_id
+    with Registry(settings).run(AREA, f"{collection}-v{version}", tags=tags) as run:
+        run.log_batch(params=params,
+                      metrics={k: float(stats[k]) for k in RUN_METRICS if k in stats})
+    return run.run_id
