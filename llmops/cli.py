@@ -108,6 +108,77 @@ def registry_archive(
     typer.echo(f"{name}/{version} archived: {reason}")
 
 
+# -- trace ----------------------------------------------------------------------
+@app.command("trace")
+def trace(
+    request_id: str = typer.Argument(..., help="the `id` of a gateway response"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """The lineage of one answer: endpoint, variant, chain, prompt, index, model, votes."""
+    from llmops.store import Store
+
+    store = Store.open()
+    try:
+        row = store.get_request(request_id)
+        if row is None:
+            raise LlmopsError(f"no request {request_id!r} in the request log")
+        votes = store.feedback_history(request_id)
+    finally:
+        store.close()
+    lin = dict(row.get("lineage") or {})
+    chain = _version_facts(row.get("chain"), row.get("chain_version"))
+    prompt = _version_facts(lin.get("prompt"), lin.get("prompt_version") or row.get("prompt_version"))
+    r: dict[str, Any] = {k: row.get(k) for k in ("id", "created_at", "endpoint", "variant", "user",
+                                            "key_id", "status", "error", "latency_ms",
+                                            "prompt_tokens", "completion_tokens", "shadow_of")}
+    idx: dict[str, Any] = {"collection": lin.get("index_collection"),
+                  "version": lin.get("index_version") or row.get("index_version"),
+                  "chunks": lin.get("chunk_ids") or [s.get("id") for s in row.get("sources") or []]}
+    m = {"backend": lin.get("llm_backend"), "base_model": lin.get("base_model"),
+         "adapter": lin.get("adapter")}
+    out = {"request": r, "chain": chain, "prompt": prompt, "index": idx, "model": m,
+           "feedback": votes}
+    if as_json:
+        emit_json(out)
+        return
+    from datetime import datetime
+
+    at = datetime.fromtimestamp(float(r["created_at"])).isoformat(timespec="seconds")
+    typer.echo(f"request {r['id']} at {at}: status {r['status']}"
+               + (f" ({r['error']})" if r["error"] else "")
+               + (f", {r['latency_ms']:.0f} ms" if r["latency_ms"] is not None else ""))
+    typer.echo(f"  endpoint {r['endpoint']}, variant {r['variant']}, key {r['key_id']}, "
+               f"user {r['user']}" + (f", shadow of {r['shadow_of']}" if r["shadow_of"] else ""))
+    for label, facts in (("chain", chain), ("prompt", prompt)):
+        if facts:
+            extra = "".join(f", {k} {facts[k]}" for k in ("aliases", "gate", "archived")
+                            if facts.get(k))
+            typer.echo(f"  {label:6} {facts['ref']}{extra}")
+    typer.echo(f"  index  {idx['collection']} v{idx['version']}: "
+               f"{', '.join(map(str, idx['chunks'])) or 'no chunks'}")
+    typer.echo(f"  model  {m['base_model']} ({m['backend']}), adapter {m['adapter'] or 'none'}")
+    for v in votes:
+        when = datetime.fromtimestamp(float(v["created_at"])).isoformat(timespec="seconds")
+        typer.echo(f"  vote   {v['rating']} by {v['reviewer']} at {when}"
+                   + (f": {v['comment']}" if v.get("comment") else ""))
+
+
+def _version_facts(name: Any, version: Any) -> dict[str, Any] | None:
+    """A registered version's ref, aliases, gate decision and archive state, from the registry."""
+    if not name or version is None:
+        return None
+    from llmops.errors import NotFoundError
+    from llmops.registry import get_registry
+
+    ref = f"{name}/{version}"
+    try:
+        info = get_registry().get(str(name), int(version))
+    except NotFoundError:
+        return {"ref": ref, "missing": "not in this registry"}
+    return {"ref": ref, "aliases": ", ".join(info.aliases), "gate": info.tags.get("gate.decision"),
+            "archived": info.archived, "git_commit": info.tags.get("llmops.git_commit")}
+
+
 def _v(version: int | None) -> str:
     return "unset" if version is None else str(version)
 
