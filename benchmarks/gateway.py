@@ -7,10 +7,13 @@ Arms (each a separate process, the same client, concurrency 10 and 50):
 - llmops-nolog: `llmops serve --no-request-log`, one variant (log and A/B off);
 - litellm: the LiteLLM proxy (`litellm[proxy]`, one worker) routing to the mock.
 
-Prints requests/s and p50/p99 latency per arm, the latency added over the mock,
-and the ratios the issue sets goals for:
+Prints requests/s, p50/p99 latency and the server's CPU time per request per
+arm, the latency added over the mock, and the ratios the issue sets goals for:
 - llmops requests/s >= 5x LiteLLM's; added p50 and p99 <= 0.2x LiteLLM's;
 - logging and A/B cost <= 5% of requests/s (llmops / llmops-nolog >= 0.95).
+The exit status is 1 if a goal is missed. On a shared machine requests/s
+moves with the neighbours' load; CPU per request (Linux) moves much less, so
+the log's cost is also printed as a CPU ratio.
 
 LiteLLM lives in its own virtualenv (its pins would move this project's
 packages): `python -m venv /work/litellm-venv && /work/litellm-venv/bin/pip
@@ -85,10 +88,15 @@ class Result:
     seconds: float
     p50_ms: float
     p99_ms: float
+    cpu_us: float | None = None  # the server's CPU time per request, microseconds
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds
+
+    @property
+    def cpu_text(self) -> str:
+        return "cpu/req    n/a" if self.cpu_us is None else f"cpu/req {self.cpu_us:6.0f} us"
 
 
 class _Conn:
@@ -128,18 +136,18 @@ class _Conn:
 
 
 async def _load(url: str, model: str, key: str, concurrency: int, seconds: float,
-                warmup: float) -> tuple[list[float], int, float]:
+                warmup: float) -> tuple[list[float], int, float, int]:
     u = httpx.URL(url)
     path = u.path.rstrip("/") + "/chat/completions"
     headers = f"Authorization: Bearer {key}\r\n"
     latencies: list[float] = []
-    errors = 0
+    errors = done = 0
     start = time.perf_counter()
     measure_from = start + warmup
     end = measure_from + seconds
 
     async def worker(n: int) -> None:
-        nonlocal errors
+        nonlocal errors, done
         conn = _Conn(u.host, u.port or 80)
         i = 0
         while (now := time.perf_counter()) < end:
@@ -151,6 +159,7 @@ async def _load(url: str, model: str, key: str, concurrency: int, seconds: float
             except (OSError, asyncio.IncompleteReadError, ValueError):
                 ok, conn = False, _Conn(u.host, u.port or 80)
             t1 = time.perf_counter()
+            done += 1
             if now >= measure_from and t1 <= end:
                 if ok:
                     latencies.append(t1 - t0)
@@ -161,17 +170,29 @@ async def _load(url: str, model: str, key: str, concurrency: int, seconds: float
             conn.writer.close()
 
     await asyncio.gather(*(worker(n) for n in range(concurrency)))
-    return latencies, errors, seconds
+    return latencies, errors, seconds, done
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process and its children that it waited for (Linux)."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def measure(arm: str, url: str, model: str, key: str, concurrency: int, seconds: float,
-            warmup: float) -> Result:
-    lat, errors, secs = asyncio.run(_load(url, model, key, concurrency, seconds, warmup))
+            warmup: float, pid: int | None = None) -> Result:
+    c0 = cpu_seconds(pid)
+    lat, errors, secs, done = asyncio.run(_load(url, model, key, concurrency, seconds, warmup))
+    c1 = cpu_seconds(pid)
     lat.sort()
     q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else [0.0] * 99
-    r = Result(arm, concurrency, len(lat), errors, secs, q[49] * 1000, q[98] * 1000)
+    cpu_us = (c1 - c0) / done * 1e6 if c0 is not None and c1 is not None and done else None
+    r = Result(arm, concurrency, len(lat), errors, secs, q[49] * 1000, q[98] * 1000, cpu_us)
     print(f"  {arm:13} c={concurrency:<3} {r.rps:8.1f} req/s  p50 {r.p50_ms:7.1f} ms  "
-          f"p99 {r.p99_ms:7.1f} ms  errors {errors}", flush=True)
+          f"p99 {r.p99_ms:7.1f} ms  {r.cpu_text}  errors {errors}", flush=True)
     return r
 
 
@@ -272,7 +293,7 @@ def main() -> int:
         store.close()
 
         starts: list[tuple[str, Any]] = [
-            ("mock", lambda: (None, mock_url, "mock", "none")),
+            ("mock", lambda: (mock, mock_url, "mock", "none")),
             ("llmops", lambda: (*start_llmops(home, routes(tmp / "ab.yaml", True), True,
                                               tmp / "llmops.log"), "bench", key)),
             ("llmops-fsync", lambda: (*start_llmops(home, routes(tmp / "ab.yaml", True), True,
@@ -286,46 +307,55 @@ def main() -> int:
                                                "bench", "sk-bench")))
         else:
             print("litellm: not found (see the docstring); its arm is skipped")
-        arms: dict[str, tuple[str, str, str]] = {}
+        arms: dict[str, tuple[str, str, str, int]] = {}
         for arm, start in starts:  # all up at once, idle until their turn
             try:
                 proc, url, model, k = start()
             except Exception as exc:
                 print(f"  {arm}: could not start: {exc}")
                 continue
-            if proc is not None:
+            if proc is not mock:
                 procs.append(proc)
-            arms[arm] = (url, model, k)
+            arms[arm] = (url, model, k, proc.pid)
         print(f"concurrency {args.concurrency}, {args.seconds:g} s each after "
               f"{args.warmup:g} s warm-up, arms interleaved over {args.rounds} rounds "
               f"(the median round counts); {os.cpu_count()} cores")
         for c in args.concurrency:
             runs: dict[str, list[Result]] = {arm: [] for arm in arms}
             for _ in range(args.rounds):
-                for arm, (url, model, k) in arms.items():
-                    runs[arm].append(measure(arm, url, model, k, c, args.seconds, args.warmup))
+                for arm, (url, model, k, pid) in arms.items():
+                    runs[arm].append(measure(arm, url, model, k, c, args.seconds, args.warmup,
+                                             pid))
             for rs in runs.values():
                 results.append(sorted(rs, key=lambda r: r.rps)[len(rs) // 2])
-        report(results, args.concurrency)
+        missed = report(results, args.concurrency)
         if args.json:
             args.json.write_text(json.dumps([r.__dict__ | {"rps": r.rps} for r in results],
                                             indent=2))
     finally:
         for p in procs:
             stop(p)
-    return 0
+    return 1 if missed else 0
 
 
 def _added(r: Result, base: Result, q: str) -> float:
     return max(getattr(r, q) - getattr(base, q), 1e-9)
 
 
-def report(results: list[Result], concurrencies: list[int]) -> None:
+def report(results: list[Result], concurrencies: list[int]) -> list[str]:
+    """Print the medians, the added latency and the goals; the goals missed."""
     by = {(r.arm, r.concurrency): r for r in results}
+    missed: list[str] = []
+
+    def goal(c: int, name: str, value: float, ok: bool, limit: str) -> None:
+        print(f"  c={c:<3} {name:26} {value:7.3f}   (goal {limit}){'' if ok else '  MISSED'}")
+        if not ok:
+            missed.append(f"c={c} {name}")
+
     print("\nmedian rounds")
     for r in results:
         print(f"  {r.arm:13} c={r.concurrency:<3} {r.rps:8.1f} req/s  p50 {r.p50_ms:7.1f} ms  "
-              f"p99 {r.p99_ms:7.1f} ms")
+              f"p99 {r.p99_ms:7.1f} ms  {r.cpu_text}")
     print("\nadded latency over the mock (ms), and ratios")
     for c in concurrencies:
         base = by.get(("mock", c))
@@ -340,14 +370,20 @@ def report(results: list[Result], concurrencies: list[int]) -> None:
         if ours and lite:
             p50 = _added(ours, base, "p50_ms") / _added(lite, base, "p50_ms")
             p99 = _added(ours, base, "p99_ms") / _added(lite, base, "p99_ms")
-            print(f"  c={c:<3} llmops/litellm req/s      {ours.rps / lite.rps:6.2f}x  (goal >= 5)")
-            print(f"  c={c:<3} added p50 llmops/litellm  {p50:6.3f}   (goal <= 0.2)")
-            print(f"  c={c:<3} added p99 llmops/litellm  {p99:6.3f}   (goal <= 0.2)")
+            goal(c, "llmops/litellm req/s", ours.rps / lite.rps, ours.rps >= 5 * lite.rps, ">= 5")
+            goal(c, "added p50 llmops/litellm", p50, p50 <= 0.2, "<= 0.2")
+            goal(c, "added p99 llmops/litellm", p99, p99 <= 0.2, "<= 0.2")
         fsync = by.get(("llmops-fsync", c))
         if ours and off:
-            print(f"  c={c:<3} log+A/B on / off req/s    {ours.rps / off.rps:6.3f}   (goal >= 0.95)")
+            goal(c, "log+A/B on / off req/s", ours.rps / off.rps, ours.rps >= 0.95 * off.rps,
+                 ">= 0.95")
+            if ours.cpu_us and off.cpu_us:
+                print(f"  c={c:<3} {'same, CPU/req off / on':26} {off.cpu_us / ours.cpu_us:7.3f}")
         if fsync and off:
-            print(f"  c={c:<3} same, synchronous=full    {fsync.rps / off.rps:6.3f}")
+            print(f"  c={c:<3} {'same, synchronous=full':26} {fsync.rps / off.rps:7.3f}")
+    if missed:
+        print(f"\ngoals missed: {'; '.join(missed)}")
+    return missed
 
 
 if __name__ == "__main__":

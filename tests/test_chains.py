@@ -231,3 +231,69 @@ def test_tracing_records_the_chain_steps(
     assert traces, "no trace recorded"
     names = {span.name for span in traces[0].data.spans}
     assert {"chat", "chat.prompt", "chat.llm"} <= names, names
+
+
+def test_async_invoke_and_stream_match_the_sync_api(assistant: Path, chain_dir: Path) -> None:
+    import asyncio
+
+    from llmops.chains.runtime import ChainResult
+
+    chains.log(chain_dir / "chat.py")
+    chain = chains.load("chat/1")
+    assert chain.blocking is False  # the chat kind only renders: it prepares on the loop
+    question = [{"role": "user", "content": "What is a generator?"}]
+
+    async def run() -> tuple[ChainResult, list[object]]:
+        return (await chain.ainvoke(question, max_tokens=5),
+                [item async for item in chain.astream(question)])
+
+    result, streamed = asyncio.run(run())
+    expected = chain.invoke(question, max_tokens=5)
+    assert result.answer == expected.answer and result.sources == expected.sources == []
+    assert result.contexts == expected.contexts
+    assert {k: v for k, v in result.lineage.items() if k != "latency_ms"} == {
+        k: v for k, v in expected.lineage.items() if k != "latency_ms"}
+    *pieces, last = streamed
+    assert isinstance(last, ChainResult) and "".join(pieces) == last.answer  # type: ignore[arg-type]
+    assert last.answer == chain.invoke(question).answer and last.lineage["chain_version"] == 1
+
+
+def test_a_blocking_kind_prepares_on_the_executor(assistant: Path, chain_dir: Path) -> None:
+    import asyncio
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from langchain_core.runnables import RunnableLambda
+
+    from llmops.chains.runtime import Chain, Prepared, register_kind
+
+    seen: dict[str, str] = {}
+
+    def kind(name: str):  # type: ignore[no-untyped-def]
+        def build(chain: Chain) -> RunnableLambda:  # type: ignore[type-arg]
+            def prepare(inp: dict) -> Prepared:  # type: ignore[type-arg]
+                seen[name] = threading.current_thread().name
+                return Prepared(chain.prompt.render(question=inp["question"]), contexts=["ctx"])
+
+            return RunnableLambda(prepare)
+
+        return build
+
+    import uuid
+
+    blocking, inline = (f"probe-{uuid.uuid4().hex[:8]}" for _ in range(2))  # fresh per run
+    register_kind(blocking)(kind(blocking))
+    register_kind(inline, blocking=False)(kind(inline))
+    chains.log(chain_dir / "chat.py")
+    base = chains.load("chat/1")
+    pool = ThreadPoolExecutor(1, thread_name_prefix="probe-prepare")
+
+    async def run(kind_name: str) -> object:
+        chain = Chain(base.config.model_copy(update={"kind": kind_name}), base.prompt, base.llm)
+        return await chain.ainvoke("hi", executor=pool)
+
+    results = [asyncio.run(run(k)) for k in (blocking, inline)]
+    pool.shutdown()
+    assert seen[blocking].startswith("probe-prepare")
+    assert seen[inline] == threading.main_thread().name
+    assert all(r.contexts == ["ctx"] for r in results)  # type: ignore[attr-defined]

@@ -5,19 +5,28 @@ builds the "prepare" runnable (input -> messages and sources). The LLM call is
 the same for every kind, so streaming and batch share one path:
 `Chain.prepare` + `Chain.finish` (or `Chain.invoke`, which does both).
 
+Every entry point has an async twin for event loops (`aprepare`, `afinish`,
+`ainvoke`, `astream`): the LLM call is awaited (the openai backend does not
+hold a thread while it waits), and a kind's prepare step runs on a thread
+unless the kind is registered as non-blocking (`chat`: it only renders).
+
 Client-supplied system messages are dropped: user input never enters the
 instruction part of a prompt.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
+import inspect
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableLambda, RunnableSequence
 
 from llmops.chains.config import ChainConfig
 from llmops.chains.llm import LLM, Generation
@@ -81,15 +90,26 @@ def normalize_input(inputs: Any) -> dict[str, Any]:
 
 KindBuilder = Callable[["Chain"], Runnable[dict[str, Any], Prepared]]
 _KINDS: dict[str, KindBuilder] = {}
+_NON_BLOCKING: set[str] = set()
 
 
-def register_kind(name: str) -> Callable[[KindBuilder], KindBuilder]:
-    """Function decorator: a chain kind that builds the prepare runnable of a Chain."""
+def register_kind(name: str, *, blocking: bool = True) -> Callable[[KindBuilder], KindBuilder]:
+    """Function decorator: a chain kind that builds the prepare runnable of a Chain.
+
+    Args:
+        name: the `kind` that chain configs name.
+        blocking: whether prepare may block (retrieval, I/O, heavy CPU); async
+            callers then run it on a thread. A kind that only renders says False.
+    """
 
     def deco(fn: KindBuilder) -> KindBuilder:
         if name in _KINDS and _KINDS[name] is not fn:
             raise ValueError(f"chain kind {name!r} is already registered")
         _KINDS[name] = fn
+        if blocking:
+            _NON_BLOCKING.discard(name)
+        else:
+            _NON_BLOCKING.add(name)
         return fn
 
     return deco
@@ -105,7 +125,7 @@ def _with_history(rendered: Messages, history: Messages) -> Messages:
     return [*head, *history, rendered[-1]]
 
 
-@register_kind("chat")
+@register_kind("chat", blocking=False)
 def _chat(chain: Chain) -> Runnable[dict[str, Any], Prepared]:
     def prepare(inp: dict[str, Any]) -> Prepared:
         with chain.span("prompt", "CHAIN"):
@@ -149,6 +169,37 @@ def _rag(chain: Chain) -> Runnable[dict[str, Any], Prepared]:
             return Prepared(messages, sources, index, contexts=parts)
 
     return RunnableLambda(retrieve, name="rag.retrieve") | RunnableLambda(render, name="rag.prompt")
+
+
+def _plain(runnable: Runnable[Any, Any]) -> Callable[[Any], Any] | None:
+    """The runnable as a plain function when it is one-argument lambdas in a row, else None.
+
+    LangChain's invoke costs tens of microseconds a step (config, callbacks) that a
+    chain without tracing does not use.
+    """
+    if isinstance(runnable, RunnableLambda):
+        fn = getattr(runnable, "func", None)
+        if fn is None or inspect.iscoroutinefunction(fn):
+            return None
+        try:
+            params = list(inspect.signature(fn).parameters.values())
+        except (TypeError, ValueError):
+            return None
+        return fn if len(params) == 1 and params[0].kind in (
+            params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD) else None
+    if isinstance(runnable, RunnableSequence):
+        steps = [_plain(step) for step in runnable.steps]
+        if not all(steps):
+            return None
+        fns: list[Callable[[Any], Any]] = [f for f in steps if f is not None]
+
+        def run(value: Any) -> Any:
+            for f in fns:
+                value = f(value)
+            return value
+
+        return run
+    return None
 
 
 def _source(hit: Any) -> dict[str, Any]:
@@ -200,6 +251,8 @@ class Chain:
         if tracing:
             _start_tracing()
         self.prepare_runnable = _KINDS[config.kind](self)
+        self._prepare_fn = _plain(self.prepare_runnable)
+        self.blocking = config.kind not in _NON_BLOCKING
         self.runnable: Runnable[Any, ChainResult] = (
             RunnableLambda(normalize_input, name="input")
             | self.prepare_runnable
@@ -234,7 +287,11 @@ class Chain:
 
     def prepare(self, inputs: Any) -> Prepared:
         """Input -> the messages for the LLM, with sources (no LLM call)."""
-        prepared: Prepared = self.prepare_runnable.invoke(normalize_input(inputs))
+        inp = normalize_input(inputs)
+        if self._prepare_fn is not None and not self.tracing:
+            prepared: Prepared = self._prepare_fn(inp)
+        else:
+            prepared = self.prepare_runnable.invoke(inp)
         return prepared
 
     def finish(self, prepared: Prepared, generation: Generation | None = None,
@@ -269,14 +326,12 @@ class Chain:
 
     def invoke(self, inputs: Any, **llm_kwargs: Any) -> ChainResult:
         """Answer one input: a question, OpenAI-style messages, or a dict."""
-        if llm_kwargs:
+        if llm_kwargs or not self.tracing:
             return self.finish(self.prepare(inputs), **llm_kwargs)
-        if self.tracing:
-            import mlflow
+        import mlflow
 
-            with mlflow.start_span(name=self.config.name, span_type="CHAIN"):
-                return self.runnable.invoke(inputs)
-        result: ChainResult = self.runnable.invoke(inputs)
+        with mlflow.start_span(name=self.config.name, span_type="CHAIN"):
+            result: ChainResult = self.runnable.invoke(inputs)
         return result
 
     def stream(self, inputs: Any, **llm_kwargs: Any) -> Iterator[str | ChainResult]:
@@ -286,6 +341,54 @@ class Chain:
         for piece in self.llm.stream(prepared.messages, **llm_kwargs):
             pieces.append(piece)
             yield piece
+        yield self._streamed(prepared, pieces)
+
+    def _streamed(self, prepared: Prepared, pieces: list[str]) -> ChainResult:
         text = "".join(pieces)
-        completion = len(text.split())
-        yield self.finish(prepared, Generation(text, self.llm.model_id, 0, completion))
+        return self.finish(prepared, Generation(text, self.llm.model_id, 0, len(text.split())))
+
+    # -- async -------------------------------------------------------------------------
+    async def aprepare(self, inputs: Any, *, executor: Executor | None = None) -> Prepared:
+        """`prepare` for an event loop: on `executor` (a thread) when the kind may block."""
+        if not self.blocking:
+            return self.prepare(inputs)
+        ctx = contextvars.copy_context()  # tracing spans follow the call onto the thread
+        prepared: Prepared = await asyncio.get_running_loop().run_in_executor(
+            executor, ctx.run, self.prepare, inputs)
+        return prepared
+
+    async def afinish(self, prepared: Prepared, generation: Generation | None = None, *,
+                      executor: Executor | None = None, **llm_kwargs: Any) -> ChainResult:
+        """`finish` for an event loop: the LLM call is awaited."""
+        if generation is None:
+            with self.span("llm", "LLM"):
+                generation = await self.llm.agenerate(prepared.messages, executor=executor,
+                                                      **llm_kwargs)
+        return ChainResult(generation.text, prepared.sources, self.lineage(prepared, generation),
+                           prepared.contexts)
+
+    async def ainvoke(self, inputs: Any, *, executor: Executor | None = None,
+                      **llm_kwargs: Any) -> ChainResult:
+        """`invoke` for an event loop; `executor` runs what blocks (default: the loop's).
+
+        Example:
+            >>> result = await chain.ainvoke("What does the with statement do?", max_tokens=64)
+        """
+        if not self.tracing:
+            prepared = await self.aprepare(inputs, executor=executor)
+            return await self.afinish(prepared, executor=executor, **llm_kwargs)
+        import mlflow
+
+        with mlflow.start_span(name=self.config.name, span_type="CHAIN"):
+            prepared = await self.aprepare(inputs, executor=executor)
+            return await self.afinish(prepared, executor=executor, **llm_kwargs)
+
+    async def astream(self, inputs: Any, *, executor: Executor | None = None,
+                      **llm_kwargs: Any) -> AsyncIterator[str | ChainResult]:
+        """`stream` for an event loop: text pieces, then the ChainResult as the last item."""
+        prepared = await self.aprepare(inputs, executor=executor)
+        pieces: list[str] = []
+        async for piece in self.llm.astream(prepared.messages, executor=executor, **llm_kwargs):
+            pieces.append(piece)
+            yield piece
+        yield self._streamed(prepared, pieces)

@@ -3,8 +3,9 @@
 The HTTP route (`routes/chat.py`) only parses and formats; the steps are here:
 1. the endpoint and its limits (404, 422 over the `max_tokens` cap, 503 when busy);
 2. the variant: sticky by user, weighted; its chain as loaded now (no registry call);
-3. the chain on a thread, within the endpoint's timeout (504), falling back to the
-   endpoint's fallback variant when the assigned one fails;
+3. the chain, awaited on the event loop (its blocking steps on the gateway's threads),
+   within the endpoint's timeout (504), falling back to the endpoint's fallback
+   variant when the assigned one fails;
 4. the request row, committed before the answer goes out (a 2xx means it is logged);
 5. a copy to the shadow variant, logged and never returned.
 """
@@ -15,11 +16,11 @@ import asyncio
 import itertools
 import logging
 import secrets
-import threading
+import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from llmops.chains.llm import Generation
 from llmops.chains.runtime import ChainResult, normalize_input
@@ -32,6 +33,17 @@ from llmops.serving.spec import EndpointSpec
 from llmops.store import KeyRecord, RequestRow
 
 log = logging.getLogger("llmops.serving")
+T = TypeVar("T")
+
+
+if sys.version_info >= (3, 11):
+    async def within(aw: Awaitable[T], seconds: float) -> T:
+        """`aw`, cancelled with TimeoutError after `seconds` (no extra task on 3.11+)."""
+        async with asyncio.timeout(seconds):
+            return await aw
+else:  # pragma: no cover - Python 3.10
+    async def within(aw: Awaitable[T], seconds: float) -> T:
+        return await asyncio.wait_for(aw, seconds)
 
 
 _ID_PREFIX = f"chatcmpl-{secrets.token_hex(8)}"  # random per process: unique across replicas
@@ -182,9 +194,10 @@ async def _invoke(gw: Gateway, p: Plan, deadline: float) -> ChainResult:
         raise BusyError(f"variant {p.variant} of {p.endpoint_name!r} is not loaded; "
                         f"{gw.cache.errors.get(p.endpoint.variant(p.variant).ref, 'starting')}")
     chain, kwargs = p.live.chain, _capped(p)
-    fut = gw.run(lambda: chain.invoke(p.messages, **kwargs))
-    try:  # asyncio.wait_for, not asyncio.timeout: Python 3.10 is supported
-        result: ChainResult = await asyncio.wait_for(fut, max(deadline - time.perf_counter(), 0.0))
+    try:
+        result: ChainResult = await within(
+            chain.ainvoke(p.messages, executor=gw.pool, **kwargs),
+            max(deadline - time.perf_counter(), 0.0))
     except asyncio.TimeoutError:
         raise BackendTimeoutError(
             f"endpoint {p.endpoint_name!r}: no answer within {p.endpoint.limits.timeout_s:g} s"
@@ -227,8 +240,8 @@ def _int(value: Any) -> int | None:
 
 
 async def _commit(gw: Gateway, op: Any) -> None:
-    # Shielded: a client that hangs up must not cancel the wait for a commit in flight.
-    await asyncio.shield(gw.store.submit_async(op))
+    # A client that hangs up cancels only this wait: the write, handed over, still commits.
+    await gw.store.submit_async(op)
 
 
 async def _log_success(gw: Gateway, o: Outcome) -> None:
@@ -285,39 +298,40 @@ _END = object()
 
 
 class _Pump:
-    """Runs a chain's LLM stream on a thread and hands pieces to the event loop."""
+    """Runs a chain's LLM stream in a task and hands pieces to the response through a queue."""
 
     def __init__(self, gw: Gateway, p: Plan) -> None:
         self.gw, self.p = gw, p
-        self.loop = asyncio.get_running_loop()
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
-        self.stop = threading.Event()
         self.prepared: Any = None
+        self.task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
         assert self.p.live is not None
-        chain, kwargs = self.p.live.chain, _capped(self.p)
+        chain, kwargs, pool = self.p.live.chain, _capped(self.p), self.gw.pool
+        try:
+            self.prepared = await chain.aprepare(self.p.messages, executor=pool)
+            async for piece in chain.llm.astream(self.prepared.messages, executor=pool, **kwargs):
+                self.queue.put_nowait(piece)
+            self.queue.put_nowait(_END)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self.queue.put_nowait(exc)
 
-        def work() -> None:
-            try:
-                self.prepared = chain.prepare(self.p.messages)
-                pieces: Iterator[str] = chain.llm.stream(self.prepared.messages, **kwargs)
-                for piece in pieces:
-                    if self.stop.is_set():
-                        return
-                    self.loop.call_soon_threadsafe(self.queue.put_nowait, piece)
-                self.loop.call_soon_threadsafe(self.queue.put_nowait, _END)
-            except BaseException as exc:
-                self.loop.call_soon_threadsafe(self.queue.put_nowait, exc)
-
-        self.gw.pool.submit(work)
+    def cancel(self) -> None:
+        """Stop the upstream stream (the answer is done, failed, or nobody listens)."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
 
     async def next(self, deadline: float) -> Any:
         try:
-            return await asyncio.wait_for(self.queue.get(),
-                                          max(deadline - time.perf_counter(), 0.0))
+            return await within(self.queue.get(), max(deadline - time.perf_counter(), 0.0))
         except asyncio.TimeoutError:
-            self.stop.set()
+            self.cancel()
             return BackendTimeoutError(
                 f"endpoint {self.p.endpoint_name!r}: no answer within "
                 f"{self.p.endpoint.limits.timeout_s:g} s")
@@ -381,7 +395,7 @@ class Stream:
         if self.closed:
             return
         self.closed = True
-        self.pump.stop.set()
+        self.pump.cancel()
         self.slot.__exit__()
         if not self.done:  # the client hung up
             p, gw = self.p, self.gw
@@ -427,7 +441,7 @@ async def _first_piece(gw: Gateway, p: Plan, deadline: float) -> tuple[_Pump, An
             err = _as_error(first, p)
             if err is None:
                 return pump, first
-            pump.stop.set()
+            pump.cancel()
             exc = err
         if attempt == 1 or not isinstance(exc, BackendError | ChainError | BusyError) or not (
                 _switch_to_fallback(gw, p, exc)):

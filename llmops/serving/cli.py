@@ -41,8 +41,8 @@ def serve(
     access_log: bool = typer.Option(False, "--access-log", help="uvicorn's access log"),
     drain_s: float = typer.Option(30.0, "--drain", help="graceful shutdown wait, seconds"),
     threads: int = typer.Option(
-        16, "--threads", help="threads that run chains; each request waiting on a remote LLM "
-        "holds one, so raise it for slow upstreams (more threads cost CPU on fast ones)"),
+        16, "--threads", help="threads for the blocking steps of chains (retrieval, a local "
+        "model); a remote LLM is awaited and holds none"),
 ) -> None:
     """Serve the endpoints of routes.yaml on OpenAI's API until SIGINT/SIGTERM."""
     import uvicorn
@@ -66,7 +66,7 @@ def serve(
     port = port or settings.gateway.port
     app = create_app(settings=settings, routes=routes, store=store,
                      options=GatewayOptions(log_requests=not no_log, drain_s=drain_s,
-                                             threads=threads))
+                                             threads=threads, freeze_gc=True))
     typer.echo(f"llmops gateway on http://{host}:{port}/v1 (profile {settings.profile})")
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log,
                 timeout_graceful_shutdown=int(drain_s), loop="auto", http="auto")

@@ -81,6 +81,11 @@ class AliasCache:
     def snapshot(self) -> dict[str, Live]:
         return dict(self._live)
 
+    @property
+    def loaded(self) -> list[tuple[str, int]]:
+        """The chain versions loaded now, (name, version)."""
+        return list(self._chains)
+
     def refresh(self) -> dict[str, int | None]:
         """Resolve every alias now and load versions not loaded yet; {ref: version}."""
         with self._lock:  # one refresh at a time (background and /admin/reload)

@@ -275,3 +275,39 @@ def test_an_inline_commit_on_a_locked_database_moves_to_the_writer_thread(tmp_pa
     assert store.get_request("late") is not None
     store.close()
     other.close()
+
+
+def test_inline_inserts_store_what_sqlalchemy_would_and_leave_checkpoints_to_the_writer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+    import dataclasses
+    import sqlite3
+
+    import llmops.store as store_module
+    from llmops.store import REQUESTS
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY", 2)
+    path = tmp_path / "requests.db"
+    store = Store(f"sqlite:///{path}")
+    row = RequestRow(id="x", endpoint="rag-qa", status=200, created_at=1.5, stream=True,
+                     messages=[{"role": "user", "content": "café?"}], answer="oui",
+                     sources=[], lineage={"chunk_ids": ["kb:tea#0"], "n": 1}, latency_ms=2.5)
+
+    async def inline() -> None:  # on an event loop: committed inline, by the driver directly
+        for i in range(3):
+            await store.submit_async(store.insert_request_op(dataclasses.replace(row, id=f"a{i}")))
+
+    asyncio.run(inline())
+    assert store._writer is not None  # asked to checkpoint: the loop's connection never does
+    with store.engine.begin() as conn:  # SQLAlchemy Core's own insert, for comparison
+        conn.execute(REQUESTS.insert(), [store.insert_request_op(
+            dataclasses.replace(row, id="b")).values])
+    store.close()
+    raw = {r[0]: r[1:] for r in sqlite3.connect(path).execute("SELECT * FROM request_log")}
+    assert raw["a0"] == raw["a1"] == raw["a2"] == raw["b"]  # JSON, booleans and NULLs alike
+    back = Store(f"sqlite:///{path}")
+    got = back.get_request("a2")
+    back.close()
+    assert got is not None and got["messages"] == row.messages and got["lineage"] == row.lineage
+    assert got["stream"] is True and got["error"] is None and got["sources"] == []
