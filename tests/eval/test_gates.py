@@ -123,7 +123,7 @@ def test_dry_run_prints_the_decision_and_changes_nothing(eval_project: Path) -> 
     before = (reg.get(NAME, worse), _aliases(), len(reg.history(NAME)))
     res = runner.invoke(app, ["gate", NAME, "--dry-run", "--json"])
     assert res.exit_code == 1
-    body = json.loads(res.output.splitlines()[-1])
+    body = json.loads(res.stdout.splitlines()[-1])
     assert body["dry_run"] and not body["passed"] and not body["archived"]
     assert (reg.get(NAME, worse), _aliases(), len(reg.history(NAME))) == before
 

@@ -32,7 +32,7 @@ def test_smoke_evaluation_and_gate_of_the_reference_chain(python_docs_home: Path
     res = runner.invoke(app, ["eval", "run", "chain.rag_qa@staging", "--dataset",
                               str(REPO / "eval" / "qa_smoke.jsonl"), "--json", "--items"])
     assert res.exit_code == 0, res.output
-    ev = json.loads(res.output.splitlines()[-1])
+    ev = json.loads(res.stdout.splitlines()[-1])
     assert ev["n_items"] == 5 and ev["failures"] == 0 and ev["chain_calls"] == 5
     assert ev["metrics"]["hit_rate"]["mean"] >= 0.8
     assert all(item["answer"].strip() for item in ev["items"])
@@ -40,11 +40,11 @@ def test_smoke_evaluation_and_gate_of_the_reference_chain(python_docs_home: Path
 
     gate = runner.invoke(app, ["gate", "chain.rag_qa", "--json"])
     assert gate.exit_code == 0, gate.output
-    decision = json.loads(gate.output.splitlines()[-1])
+    decision = json.loads(gate.stdout.splitlines()[-1])
     assert decision["passed"] and decision["moved"] and decision["production"] is None
     assert {a: x.version for x in reg.list_versions("chain.rag_qa")
             for a in x.aliases}["production"] == v
 
     again = runner.invoke(app, ["eval", "run", "chain.rag_qa@production", "--dataset",
                                 str(REPO / "eval" / "qa_smoke.jsonl"), "--json"])
-    assert json.loads(again.output.splitlines()[-1])["chain_calls"] == 0
+    assert json.loads(again.stdout.splitlines()[-1])["chain_calls"] == 0

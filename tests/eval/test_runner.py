@@ -204,7 +204,7 @@ def test_a_prompt_is_evaluated_through_the_chain_its_gate_names(eval_project: Pa
     res = runner.invoke(app, ["eval", "run", "prompt.qa@production", "-d", "eval/qa.jsonl",
                               "--json"])
     assert res.exit_code == 0, res.output
-    body = json.loads(res.output.splitlines()[-1])
+    body = json.loads(res.stdout.splitlines()[-1])
     assert body["model"] == "chain.rag_qa" and body["failures"] == 0
     info = get_registry().get("chain.rag_qa", body["version"])
     assert info.tags["lineage.prompt_version"] == "1"
