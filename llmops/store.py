@@ -7,13 +7,14 @@ the same code. On SQLite a committed row survives the process dying;
 
 Writes are committed in groups: callers hand over an operation and wait for
 its future, which resolves only after the transaction that holds it has
-committed (a 2xx from the gateway means the row is committed). Many concurrent
-requests share one commit. From threads (`submit`), a writer thread commits;
-from an event loop (`submit_async`), SQLite commits inline between tasks, once
-per loop turn, and PostgreSQL goes through the writer thread. On SQLite, runs
-of inserts go to the driver as one executemany with the statement compiled
-once (SQLAlchemy's own bind processors convert the values), and the inline
-committer leaves WAL checkpoints (which fsync) to the writer thread.
+committed (a 2xx from the gateway means the row is committed). One writer
+thread commits for threads (`submit`) and event loops (`submit_async`) alike:
+the driver releases the GIL for the database's own work, so the gateway's loop
+goes on serving meanwhile. After a lone write the writer waits a moment
+(`COMMIT_WINDOW_S`) for others to join it: many concurrent requests share one
+commit. On SQLite a group of inserts is one multi-row INSERT, outside any
+explicit transaction (a statement is its own transaction), with the statement
+compiled once and the values converted by SQLAlchemy's own bind processors.
 
 Schema changes are forward-only migrations, numbered, applied at open under a
 lock (`BEGIN IMMEDIATE` on SQLite, an advisory lock on PostgreSQL).
@@ -43,8 +44,9 @@ from sqlalchemy.engine import Connection, Engine
 from llmops.errors import LlmopsError
 
 RATINGS = ("up", "down")
-LOOP_BUSY_MS = 200  # an inline commit waits this long for a lock, then the writer thread retries
-CHECKPOINT_EVERY = 100  # inline commits between WAL checkpoints (on the writer thread)
+# The writer waits this long after a lone write for others to join its commit: fewer,
+# larger commits (a commit costs about as much as several rows), a 2xx a little later.
+COMMIT_WINDOW_S = 0.002
 ROLES = ("client", "reviewer", "admin")
 
 
@@ -124,8 +126,20 @@ def _m001_initial(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _m002_lighter_request_indexes(conn: Connection) -> None:
+    """Every index is written at every commit of the gateway: keep the ones queries use.
+
+    `endpoint` alone (a handful of values) is dropped: reports filter by time first.
+    `shadow_of` becomes partial: only shadow rows (a few, if any) are indexed.
+    """
+    conn.execute(sa.text("DROP INDEX IF EXISTS ix_request_log_endpoint"))
+    conn.execute(sa.text("DROP INDEX IF EXISTS ix_request_log_shadow_of"))
+    conn.execute(sa.text("CREATE INDEX ix_request_log_shadow_of ON request_log (shadow_of) "
+                         "WHERE shadow_of IS NOT NULL"))
+
+
 # Forward-only: append, never edit or reorder. Each runs once, in order, under the lock.
-MIGRATIONS: list[Callable[[Connection], None]] = [_m001_initial]
+MIGRATIONS: list[Callable[[Connection], None]] = [_m001_initial, _m002_lighter_request_indexes]
 
 metadata = sa.MetaData()
 _T = _v1_tables(metadata)  # the current schema, for queries
@@ -198,25 +212,19 @@ class KeyRecord:
 class Store:
     """The log on one SQLAlchemy URL, with a group-commit writer thread."""
 
-    def __init__(self, url: str, *, max_batch: int = 256) -> None:
+    def __init__(self, url: str, *, max_batch: int = 256,
+                 window_s: float = COMMIT_WINDOW_S) -> None:
         self.url = url
         self.engine = _engine(url)
         self.max_batch = max_batch
+        self.window_s = window_s
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
         self._closed = False
-        self._conns: dict[str, Connection] = {}  # "writer" (its thread), "loop" (inline)
-        # SQLite without an fsync per commit takes microseconds, so on an event loop the group
-        # commit runs inline, between tasks: a writer thread would wait for the GIL (up to
-        # 5 ms, measured as the median wait for a commit under load) at every step.
-        u = sa.make_url(url)
-        self.inline = u.get_backend_name() == "sqlite" and str(
-            u.query.get("synchronous", "normal")).lower() == "normal"
-        self._inline: list[_Item] = []
-        self._flush_scheduled = False
-        self._since_checkpoint = 0  # inline commits since the writer last checkpointed
+        self._conn_: Connection | None = None  # the writer thread's own connection
         self.pending = 0  # operations handed to the writer and not yet committed
+        u = sa.make_url(url)
         self._inserts = _InsertCompiler(self.engine.dialect) if u.get_backend_name() == "sqlite" \
             else None
         migrate(self.engine)
@@ -247,30 +255,8 @@ class Store:
         """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        if not self.inline:
-            self._put((op, fut, loop))
-            return fut
-        if self._closed:
-            raise StoreError("the store is closed")
-        with self._writer_lock:
-            self.pending += 1
-        self._inline.append((op, fut, loop))
-        if not self._flush_scheduled:  # every write of this loop turn joins one commit
-            self._flush_scheduled = True
-            loop.call_soon(self._flush_inline)
+        self._put((op, fut, loop))
         return fut
-
-    def _flush_inline(self) -> None:
-        self._flush_scheduled = False
-        batch, self._inline = self._inline, []
-        if batch:
-            self._commit(batch, "loop")
-            self._since_checkpoint += 1
-            if self._since_checkpoint >= CHECKPOINT_EVERY and not self._closed:
-                # The loop's connection never checkpoints (a checkpoint fsyncs): the writer does.
-                self._since_checkpoint = 0
-                self._ensure_writer()
-                self._queue.put(_CHECKPOINT)
 
     def _put(self, item: _Item) -> None:
         if self._closed:
@@ -289,15 +275,16 @@ class Store:
                     self._writer.start()
 
     def _write_loop(self) -> None:
+        # The event loop goes on serving while this thread commits: the driver releases the
+        # GIL for SQLite's (or PostgreSQL's) own work, which is most of a commit.
         while True:
             item = self._queue.get()
             if item is None:
                 return
-            if item is _CHECKPOINT:
-                self._checkpoint()
-                continue
             batch = [item]
-            stop = checkpoint = False
+            if self.window_s and self._queue.empty():
+                time.sleep(self.window_s)  # a group commit: the writes of the next moment join
+            stop = False
             while len(batch) < self.max_batch:
                 try:
                     nxt = self._queue.get_nowait()
@@ -306,29 +293,15 @@ class Store:
                 if nxt is None:
                     stop = True
                     break
-                if nxt is _CHECKPOINT:
-                    checkpoint = True
-                    continue
                 batch.append(nxt)
             self._commit(batch)
-            if checkpoint:
-                self._checkpoint()
             if stop:
                 return
 
-    def _checkpoint(self) -> None:
-        """Copy the WAL into the database without blocking writers (PASSIVE)."""
-        try:
-            conn = self._conn("writer")
-            conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
-                "PRAGMA wal_checkpoint(PASSIVE)")
-        except Exception:  # the next one retries; the WAL only grows meanwhile
-            self._drop_conn("writer")
-
-    def _commit(self, batch: list[_Item], role: str = "writer") -> None:
+    def _commit(self, batch: list[_Item]) -> None:
         ops = [item[0] for item in batch]
         try:
-            conn = self._conn(role)
+            conn = self._conn()
             if self._inserts is not None and all(type(op) is Insert for op in ops):
                 self._inserts.commit(conn, ops)  # the request log's hot path
                 results: list[Any] = [None] * len(ops)
@@ -336,12 +309,7 @@ class Store:
                 with conn.begin():
                     results = _run_batch(conn, ops, self._inserts)
         except Exception:
-            self._drop_conn(role)
-            if role == "loop":  # never retry on the event loop: the writer thread takes over
-                self._ensure_writer()
-                for item in batch:
-                    self._queue.put(item)
-                return
+            self._drop_conn()
             # One bad operation must not fail the others: redo each in its own transaction.
             for item in batch:
                 try:
@@ -357,20 +325,14 @@ class Store:
         _hand_over([(item, result, None) for item, result in zip(batch, results, strict=True)])
         self._done(len(batch))
 
-    def _conn(self, role: str) -> Connection:
-        # Each committer keeps one connection: no pool checkout and reset per group commit.
-        conn = self._conns.get(role)
-        if conn is None:
-            conn = self._conns[role] = self.engine.connect()
-            if role == "loop":  # a locked database must not stall the event loop: fail fast
-                # on the driver's connection: through SQLAlchemy it would BEGIN (and wait)
-                dbapi = conn.connection.dbapi_connection
-                dbapi.execute(f"PRAGMA busy_timeout={LOOP_BUSY_MS}")  # type: ignore[union-attr]
-                dbapi.execute("PRAGMA wal_autocheckpoint=0")  # type: ignore[union-attr]
-        return conn
+    def _conn(self) -> Connection:
+        # The writer keeps one connection: no pool checkout and reset per group commit.
+        if self._conn_ is None:
+            self._conn_ = self.engine.connect()
+        return self._conn_
 
-    def _drop_conn(self, role: str) -> None:
-        conn = self._conns.pop(role, None)
+    def _drop_conn(self) -> None:
+        conn, self._conn_ = self._conn_, None
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()
@@ -387,10 +349,7 @@ class Store:
         if self._writer is not None:
             self._queue.put(None)
             self._writer.join()
-        if self._inline:  # the loop is gone before its last flush: commit here
-            self._flush_inline()
-        for role in list(self._conns):
-            self._drop_conn(role)
+        self._drop_conn()
         self.engine.dispose()
 
     # -- requests --------------------------------------------------------------------
@@ -580,26 +539,42 @@ class _InsertCompiler:
         self.dialect = dialect
         self._cache: dict[tuple[str, tuple[str, ...]], tuple[str, list[tuple[str, Any]]]] = {}
 
-    def __call__(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-        key = (table.name, tuple(rows[0]))
+    def _compiled(self, table: sa.Table, columns: tuple[str, ...]
+                  ) -> tuple[str, list[tuple[str, Any]]]:
+        key = (table.name, columns)
         compiled = self._cache.get(key)
         if compiled is None:
-            stmt = table.insert().values({n: sa.bindparam(n) for n in key[1]})
+            stmt = table.insert().values({n: sa.bindparam(n) for n in columns})
             c = stmt.compile(dialect=self.dialect)
             order = list(c.positiontup or ())  # the placeholders' order, not the dict's
-            if sorted(order) != sorted(key[1]):
+            if sorted(order) != sorted(columns):
                 raise StoreError(f"cannot compile the insert into {table.name}: {order}")
             compiled = self._cache[key] = (str(c), [
                 (n, table.c[n].type._cached_bind_processor(self.dialect)) for n in order])
-        sql, procs = compiled
+        return compiled
+
+    def __call__(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+        sql, procs = self._compiled(table, tuple(rows[0]))
         params = [tuple(r[n] if p is None else p(r[n]) for n, p in procs) for r in rows]
         # in the transaction begun on this connection (by SQLAlchemy, or by `commit` below)
         conn.connection.dbapi_connection.executemany(sql, params)  # type: ignore[union-attr]
 
     def commit(self, conn: Connection, ops: list[Any]) -> None:
-        """Inserts only: one transaction on the driver's connection, as the engine's begins
-        (BEGIN IMMEDIATE), without SQLAlchemy's transaction bookkeeping (tens of us)."""
+        """Inserts only, committed together on the driver's connection (autocommit mode).
+
+        One run of rows into one table goes as one multi-row INSERT: a statement outside a
+        transaction is its own transaction, so BEGIN, the rows and COMMIT are one step of
+        SQLite's (the commit's WAL writes included) instead of one per row plus two.
+        """
         dbapi: Any = conn.connection.dbapi_connection
+        if _insert_run(ops, 0) == len(ops) and len(ops) <= MULTIROW_MAX:
+            table, columns = ops[0].table, tuple(ops[0].values)
+            sql, procs = self._compiled(table, columns)
+            head, _, one = sql.partition(" VALUES ")
+            params = [r[n] if p is None else p(r[n]) for r in (o.values for o in ops)
+                      for n, p in procs]
+            dbapi.execute(f"{head} VALUES {', '.join([one] * len(ops))}", params)
+            return
         dbapi.execute("BEGIN IMMEDIATE")
         try:
             i = 0
@@ -612,6 +587,9 @@ class _InsertCompiler:
             if dbapi.in_transaction:
                 dbapi.execute("ROLLBACK")
             raise
+
+
+MULTIROW_MAX = 64  # rows in one INSERT statement (SQLite allows 32,766 variables)
 
 
 def _insert_run(ops: list[Any], i: int) -> int:
@@ -646,7 +624,6 @@ def _run_batch(conn: Connection, ops: list[Callable[[Connection], Any]],
 
 
 _Item = tuple[Callable[[Connection], Any], Any, Any]  # (operation, future, its loop or None)
-_CHECKPOINT: Any = object()  # a writer-queue item: checkpoint the WAL (not an operation)
 
 
 def _hand_over(outcomes: list[tuple[_Item, Any, BaseException | None]]) -> None:
@@ -658,18 +635,8 @@ def _hand_over(outcomes: list[tuple[_Item, Any, BaseException | None]]) -> None:
         else:
             by_loop.setdefault(loop, []).append((fut, result, exc))
     for loop, items in by_loop.items():
-        if _running_loop() is loop:  # committed inline, on the waiters' own loop
-            _resolve_all(items)
-            continue
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
             loop.call_soon_threadsafe(_resolve_all, items)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def _resolve_all(items: list[tuple[Any, Any, BaseException | None]]) -> None:
