@@ -331,3 +331,26 @@ def test_fake_async_api_matches_the_sync_one() -> None:
 
     gen, text = arun(body)
     assert gen == llm.generate(MSGS) and text == gen.text
+
+
+@pytest.mark.slow
+def test_local_backend_generates_streams_and_seeds_like_the_hub(home: object) -> None:
+    """The `local` backend and `hub.generate_chat` share one generation path."""
+    import torch
+
+    from llmops.hub import generate_chat
+
+    llm = create_llm({"backend": "local", "max_tokens": 16})
+    question = [{"role": "user", "content": "What is the capital of France?"}]
+    gen = llm.generate(question)
+    assert gen.text == generate_chat(question, max_new_tokens=16)
+    assert "Paris" in gen.text and gen.prompt_tokens > 0 and 0 < gen.completion_tokens <= 16
+    assert "".join(llm.stream(question)).strip() == gen.text  # greedy: the same words streamed
+
+    rng = torch.get_rng_state()
+    poem = [{"role": "user", "content": "Write a haiku about the sea."}]
+    first = llm.generate(poem, max_tokens=8, temperature=0.9, seed=3)
+    assert first.finish_reason == "length" and first.completion_tokens == 8
+    assert llm.generate(poem, max_tokens=8, temperature=0.9, seed=3).text == first.text
+    assert "".join(llm.stream(poem, max_tokens=8, temperature=0.9, seed=3)).strip() == first.text
+    assert torch.equal(torch.get_rng_state(), rng)  # the caller's random state is untouched

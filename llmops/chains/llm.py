@@ -267,50 +267,31 @@ class LocalLLM(LLM):
             self._loaded = (model, tok)
         return self._loaded
 
-    def _inputs(self, messages: Messages) -> tuple[Any, Any, Any]:
-        model, tok = self._model()
-        ids = tok.apply_chat_template(
-            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
-        )
-        return model, tok, ids
+    def _options(self, tok: Any, max_tokens: int | None,
+                 temperature: float | None) -> dict[str, Any]:
+        from llmops.hub import generation_options
 
-    def _gen_kwargs(self, tok: Any, max_tokens: int | None, temperature: float | None,
-                    seed: int | None) -> dict[str, Any]:
-        import torch
-
-        temp = self.spec.temperature if temperature is None else temperature
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": max_tokens or self.spec.max_tokens,
-            "pad_token_id": tok.pad_token_id or tok.eos_token_id,
-        }
-        if self.spec.repetition_penalty != 1.0:
-            kwargs["repetition_penalty"] = self.spec.repetition_penalty
-        if temp > 0:
-            if seed is not None:
-                torch.manual_seed(seed)
-            kwargs.update(do_sample=True, temperature=temp)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        return kwargs
+        return generation_options(
+            tok, max_new_tokens=max_tokens or self.spec.max_tokens,
+            temperature=self.spec.temperature if temperature is None else temperature,
+            repetition_penalty=self.spec.repetition_penalty)
 
     def generate(
         self, messages: Messages, *, max_tokens: int | None = None,
         temperature: float | None = None, seed: int | None = None,
     ) -> Generation:
-        import torch
+        from llmops.hub import chat_turn
 
         start = time.perf_counter()
+        limit = max_tokens or self.spec.max_tokens
         with self._lock:
-            model, tok, inputs = self._inputs(messages)
-            kwargs = self._gen_kwargs(tok, max_tokens, temperature, seed)
-            with torch.inference_mode():
-                out = model.generate(**inputs, **kwargs)
-        n_in = inputs["input_ids"].shape[1]
-        new = out[0][n_in:]
-        text = tok.decode(new, skip_special_tokens=True).strip()
-        finish = "length" if len(new) >= kwargs["max_new_tokens"] else "stop"
-        return Generation(text, self.model_id, int(n_in), len(new), finish,
-                          time.perf_counter() - start)
+            model, tok = self._model()
+            text, n_in, n_new = chat_turn(
+                model, tok, messages, max_new_tokens=limit,
+                temperature=self.spec.temperature if temperature is None else temperature,
+                seed=seed, repetition_penalty=self.spec.repetition_penalty)
+        finish = "length" if n_new >= limit else "stop"
+        return Generation(text, self.model_id, n_in, n_new, finish, time.perf_counter() - start)
 
     def stream(
         self, messages: Messages, *, max_tokens: int | None = None,
@@ -319,16 +300,19 @@ class LocalLLM(LLM):
         import torch
         from transformers import TextIteratorStreamer
 
+        from llmops.hub import chat_inputs, seeded
+
         with self._lock:
-            model, tok, inputs = self._inputs(messages)
-            kwargs = self._gen_kwargs(tok, max_tokens, temperature, seed)
+            model, tok = self._model()
+            inputs = chat_inputs(model, tok, messages)
+            options = self._options(tok, max_tokens, temperature)
             streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
             errors: list[BaseException] = []
 
             def run() -> None:
                 try:
-                    with torch.inference_mode():
-                        model.generate(**inputs, **kwargs, streamer=streamer)
+                    with seeded(seed), torch.inference_mode():
+                        model.generate(**inputs, **options, streamer=streamer)
                 except BaseException as exc:  # surfaced to the reader below
                     errors.append(exc)
                     streamer.end()
