@@ -44,8 +44,9 @@ from sqlalchemy.engine import Connection, Engine
 from llmops.errors import LlmopsError
 
 RATINGS = ("up", "down")
-# The writer waits this long after a lone write for others to join its commit: fewer,
-# larger commits (a commit costs about as much as several rows), a 2xx a little later.
+# Under concurrency the writer waits this long after a lone write for others to join its
+# commit: fewer, larger commits (a commit costs about as much as several rows), a 2xx a
+# little later. A lone client's writes never wait (see `_write_loop`).
 COMMIT_WINDOW_S = 0.002
 ROLES = ("client", "reviewer", "admin")
 
@@ -277,13 +278,20 @@ class Store:
     def _write_loop(self) -> None:
         # The event loop goes on serving while this thread commits: the driver releases the
         # GIL for SQLite's (or PostgreSQL's) own work, which is most of a commit.
+        # Waiting for company pays only under concurrency: the writer waits after a lone
+        # write while writes have been arriving during commits (or the last wait gathered
+        # some), and stops waiting as soon as a wait gathers nothing (a lone client).
+        company = False
         while True:
             item = self._queue.get()
             if item is None:
                 return
             batch = [item]
-            if self.window_s and self._queue.empty():
+            if not self._queue.empty():
+                company = True  # writes arrived while the last group committed
+            elif company and self.window_s:
                 time.sleep(self.window_s)  # a group commit: the writes of the next moment join
+                company = not self._queue.empty()
             stop = False
             while len(batch) < self.max_batch:
                 try:

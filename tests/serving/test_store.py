@@ -328,3 +328,45 @@ def test_multirow_inserts_store_what_sqlalchemy_would(tmp_path: Path) -> None:
     back.close()
     assert got is not None and got["messages"] == row.messages and got["lineage"] == row.lineage
     assert got["stream"] is True and got["error"] is None and got["sources"] == []
+
+
+def test_a_lone_writer_never_waits_and_a_crowd_shares_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The group-commit window costs a lone client nothing; concurrent writes share commits."""
+    import time as time_module
+
+    import llmops.store as store_module
+
+    waits: list[float] = []
+    real_sleep = time_module.sleep
+
+    def spy(seconds: float) -> None:
+        if threading.current_thread().name == "llmops-store":
+            waits.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(store_module.time, "sleep", spy)
+    commits: list[int] = []
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    inner = store._commit
+    monkeypatch.setattr(store, "_commit", lambda batch: (commits.append(len(batch)),
+                                                         inner(batch))[1])
+    for i in range(20):  # one client, one write at a time
+        store.submit(store.insert_request_op(row(f"lone{i}"))).result()
+    assert waits == [] and commits == [1] * 20
+
+    commits.clear()
+    futures = [store.submit(store.insert_request_op(row(f"crowd{i}"))) for i in range(300)]
+    for f in futures:
+        f.result()
+    assert sum(commits) == 300 and len(commits) < 300  # writes shared commits
+
+    waits.clear()
+    for i in range(10):  # alone again: at most one wait before the writer stops waiting
+        store.submit(store.insert_request_op(row(f"again{i}"))).result()
+    assert len(waits) <= 1
+    store.close()
+    again = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    assert again.count_requests() == 330
+    again.close()
