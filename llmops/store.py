@@ -194,6 +194,11 @@ class Vote:
     created_at: float
     updated_at: float
     votes: int
+    # the request voted on
+    endpoint: str | None = None
+    variant: str | None = None
+    chain: str | None = None
+    chain_version: int | None = None
 
     @property
     def replaced(self) -> bool:
@@ -413,10 +418,12 @@ class Store:
 
         def op(conn: Connection) -> Vote:
             ts = time.time() if now is None else now
-            found = conn.execute(
-                sa.select(REQUESTS.c.id).where(REQUESTS.c.id == request_id)).first()
+            found = conn.execute(sa.select(
+                REQUESTS.c.endpoint, REQUESTS.c.variant, REQUESTS.c.chain, REQUESTS.c.chain_version,
+            ).where(REQUESTS.c.id == request_id)).first()
             if found is None:
                 raise UnknownRequestError(f"no request with id {request_id!r} in the log")
+            req = tuple(found)
             conn.execute(HISTORY.insert().values(
                 request_id=request_id, reviewer=reviewer, key_id=key_id, rating=rating,
                 comment=comment, created_at=ts))
@@ -426,11 +433,12 @@ class Store:
                 conn.execute(FEEDBACK.insert().values(
                     request_id=request_id, reviewer=reviewer, key_id=key_id, rating=rating,
                     comment=comment, created_at=ts, updated_at=ts, votes=1))
-                return Vote(request_id, reviewer, rating, comment, ts, ts, 1)
+                return Vote(request_id, reviewer, rating, comment, ts, ts, 1, *req)
             conn.execute(FEEDBACK.update().where(key).values(
                 rating=rating, comment=comment, key_id=key_id, updated_at=ts,
                 votes=old.votes + 1))
-            return Vote(request_id, reviewer, rating, comment, old.created_at, ts, old.votes + 1)
+            return Vote(request_id, reviewer, rating, comment, old.created_at, ts, old.votes + 1,
+                        *req)
 
         return op
 

@@ -36,6 +36,12 @@ def test_last_vote_wins_history_kept_and_unknown_id_404(client: TestClient,
     first = vote(client, keys["reviewer"], rid, "up")
     second = vote(client, keys["reviewer"], rid, "down", "wrong")
     assert (first["votes"], second["votes"], second["rating"]) == (1, 2, "down")
+    assert first["endpoint"] == second["endpoint"] == "chat"  # the answer voted on
+    assert first["variant"] and first["chain"] and first["chain_version"] is not None
+    listed_one = client.get("/v1/feedback", headers=auth(keys["reviewer"]),
+                            params={"request_id": rid}).json()["data"][0]
+    assert {k: listed_one[k] for k in ("endpoint", "variant", "chain", "chain_version")} == {
+        k: second[k] for k in ("endpoint", "variant", "chain", "chain_version")}
     vote(client, keys["admin"], rid, "up")
     listed = client.get("/v1/feedback", headers=auth(keys["reviewer"]),
                         params={"request_id": rid}).json()["data"]

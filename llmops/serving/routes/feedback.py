@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -26,9 +27,7 @@ async def record_vote(gw: Gateway, key: KeyRecord, request_id: str, rating: str,
     except UnknownRequestError as exc:
         raise NotFoundGatewayError(str(exc), param="request_id") from None
     gw.metrics.feedback.labels(rating).inc()
-    return FeedbackOut(request_id=vote.request_id, reviewer=vote.reviewer,
-                       rating=vote.rating, comment=vote.comment, created_at=vote.created_at,
-                       updated_at=vote.updated_at, votes=vote.votes)
+    return FeedbackOut(**dataclasses.asdict(vote))
 
 
 @router.post("/v1/feedback", response_model=FeedbackOut,
