@@ -153,29 +153,27 @@ def generate_chat(
         'The capital of France is Paris.'
     """
     model, tokenizer = load_causal_lm(ref)
-    return chat_turn(model, tokenizer, messages, max_new_tokens=max_new_tokens,
-                     temperature=temperature, seed=seed)[0]
+    options = generation_options(tokenizer, max_new_tokens=max_new_tokens,
+                                 temperature=temperature)
+    return chat_turn(model, tokenizer, messages, options, seed=seed)[0]
 
 
 def chat_turn(
     model: Any,
     tokenizer: Any,
     messages: Sequence[Mapping[str, Any]],
+    options: Mapping[str, Any],
     *,
-    max_new_tokens: int,
-    temperature: float = 0.0,
     seed: int | None = None,
-    repetition_penalty: float = 1.0,
 ) -> tuple[str, int, int]:
-    """One reply of a loaded causal LM: (text, prompt tokens, new tokens).
+    """One reply of a loaded causal LM with `generation_options`: (text, prompt tokens,
+    new tokens).
 
     The one generation path of llmops: `generate_chat` and the chains' `local` backend.
     """
     import torch
 
     inputs = chat_inputs(model, tokenizer, messages)
-    options = generation_options(tokenizer, max_new_tokens=max_new_tokens,
-                                 temperature=temperature, repetition_penalty=repetition_penalty)
     generate: Any = model.generate  # the stubs do not know a causal LM has generate()
     with seeded(seed), torch.inference_mode():
         output = generate(**inputs, **options)
@@ -222,6 +220,9 @@ def seeded(seed: int | None) -> Any:
         if seed is not None:
             torch.manual_seed(seed)
         yield
+
+
+# pypi: GGUF packages, converted once per package version.
 
 
 def _converted_package(dist: str) -> Path:

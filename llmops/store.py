@@ -230,9 +230,8 @@ class Store:
         self._closed = False
         self._conn_: Connection | None = None  # the writer thread's own connection
         self.pending = 0  # operations handed to the writer and not yet committed
-        u = sa.make_url(url)
-        self._inserts = _InsertCompiler(self.engine.dialect) if u.get_backend_name() == "sqlite" \
-            else None
+        self._inserts = _InsertCompiler(self.engine.dialect) \
+            if self.engine.dialect.name == "sqlite" else None
         migrate(self.engine)
 
     @classmethod
@@ -423,7 +422,7 @@ class Store:
             ).where(REQUESTS.c.id == request_id)).first()
             if found is None:
                 raise UnknownRequestError(f"no request with id {request_id!r} in the log")
-            req = tuple(found)
+            req = dict(found._mapping)  # the request voted on
             conn.execute(HISTORY.insert().values(
                 request_id=request_id, reviewer=reviewer, key_id=key_id, rating=rating,
                 comment=comment, created_at=ts))
@@ -433,12 +432,12 @@ class Store:
                 conn.execute(FEEDBACK.insert().values(
                     request_id=request_id, reviewer=reviewer, key_id=key_id, rating=rating,
                     comment=comment, created_at=ts, updated_at=ts, votes=1))
-                return Vote(request_id, reviewer, rating, comment, ts, ts, 1, *req)
+                return Vote(request_id, reviewer, rating, comment, ts, ts, 1, **req)
             conn.execute(FEEDBACK.update().where(key).values(
                 rating=rating, comment=comment, key_id=key_id, updated_at=ts,
                 votes=old.votes + 1))
             return Vote(request_id, reviewer, rating, comment, old.created_at, ts, old.votes + 1,
-                        *req)
+                        **req)
 
         return op
 

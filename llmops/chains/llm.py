@@ -283,14 +283,11 @@ class LocalLLM(LLM):
         from llmops.hub import chat_turn
 
         start = time.perf_counter()
-        limit = max_tokens or self.spec.max_tokens
         with self._lock:
             model, tok = self._model()
-            text, n_in, n_new = chat_turn(
-                model, tok, messages, max_new_tokens=limit,
-                temperature=self.spec.temperature if temperature is None else temperature,
-                seed=seed, repetition_penalty=self.spec.repetition_penalty)
-        finish = "length" if n_new >= limit else "stop"
+            options = self._options(tok, max_tokens, temperature)
+            text, n_in, n_new = chat_turn(model, tok, messages, options, seed=seed)
+        finish = "length" if n_new >= options["max_new_tokens"] else "stop"
         return Generation(text, self.model_id, n_in, n_new, finish, time.perf_counter() - start)
 
     def stream(
