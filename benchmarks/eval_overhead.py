@@ -77,7 +77,7 @@ ANSWERS: dict[str, str] = {}  # question -> the scripted answer
 
 
 def make_backend() -> type:
-    from llmops.chains.llm import LLM, Generation, Messages, register_backend
+    from llmops.llm import LLM, Generation, Messages, register_backend
 
     @register_backend("bench-scripted")
     class ScriptedLLM(LLM):
@@ -125,7 +125,9 @@ def build_project(root: Path, n_items: int) -> Path:
     shutil.copytree(REPO / "chains", root / "chains")
     shutil.copytree(REPO / "prompts", root / "prompts")
     cfg = root / "chains" / "rag_qa.yaml"
-    cfg.write_text(cfg.read_text().replace("backend: local", "backend: bench-scripted"))
+    text = "".join(line for line in cfg.read_text().splitlines(keepends=True)
+                   if "repetition_penalty" not in line)  # an option of the local backend only
+    cfg.write_text(text.replace("backend: local", "backend: bench-scripted"))
     (root / "eval").mkdir()
     path = root / "eval" / "bench.jsonl"
     path.write_text("".join(json.dumps(i) + "\n" for i in items))
@@ -260,13 +262,11 @@ async def direct(outputs: list[dict[str, Any]], metrics: list[str], concurrency:
 
 
 def clear_caches() -> None:
-    from llmops.eval.results import OUTPUTS, SCORES, Results
+    from llmops.store import Store
 
-    res = Results()
-    with res.engine.begin() as conn:
-        conn.execute(OUTPUTS.delete())
-        conn.execute(SCORES.delete())
-    res.close()
+    store = Store.open()
+    store.clear_eval_cache()
+    store.close()
 
 
 def main() -> int:

@@ -7,6 +7,8 @@ The converted base model is cached once per session and shared.
 
 from __future__ import annotations
 
+import functools
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -102,10 +104,12 @@ def make_kb_project(root: Path, monkeypatch: pytest.MonkeyPatch, llm: str = "bac
     )
     shutil.copytree(REPO / "chains", root / "chains")
     shutil.copytree(REPO / "prompts", root / "prompts")
+    config = (REPO / "chains" / "rag_qa.yaml").read_text()
+    if "backend: local" not in llm:  # a local-only option
+        config = "".join(line for line in config.splitlines(keepends=True)
+                         if "repetition_penalty" not in line)
     (root / "chains" / "rag_qa.yaml").write_text(
-        (REPO / "chains" / "rag_qa.yaml").read_text().replace(
-            "backend: local", llm).replace("k: 3", f"k: {k}")
-    )
+        config.replace("backend: local", llm).replace("k: 3", f"k: {k}"))
     monkeypatch.setenv("LLMOPS_PROJECT_DIR", str(root))
     reset_settings()
     index.refresh(progress=False)
@@ -136,3 +140,55 @@ def python_docs_home(home: Path, python_docs_index: Path) -> Path:
         shutil.copytree(python_docs_index / folder, home / folder)
     reset_settings()
     return home
+
+
+# -- PostgreSQL --------------------------------------------------------------------
+PG_URL = os.environ.get("LLMOPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@functools.cache
+def pg_available() -> bool:
+    """Whether the test PostgreSQL answers (asked once per session)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 2})
+    try:
+        with engine.connect():
+            return True
+    except Exception:
+        return False
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A store URL on a fresh PostgreSQL schema of its own, dropped after the test.
+
+    Skips the test when no server answers at `LLMOPS_TEST_PG_URL` (default 127.0.0.1:5432).
+    Mark such tests `@pytest.mark.postgres`.
+    """
+    import uuid
+
+    import sqlalchemy as sa
+
+    if not pg_available():
+        pytest.skip(f"no PostgreSQL at {sa.make_url(PG_URL).render_as_string(hide_password=True)}")
+    schema = f"llmops_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty store URL: a SQLite file, or a PostgreSQL schema of its own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'requests.db'}"
+    return str(request.getfixturevalue("pg_url"))

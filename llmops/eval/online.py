@@ -4,7 +4,8 @@ Counted: requests the gateway answered (status 200) that are not shadow copies, 
 the current vote of each reviewer on them (a reviewer who changes a vote counts once,
 with the last rating). `since`/`until` (unix seconds) select requests by the time they
 were served. Each vote is one trial of a variant's thumbs-up rate; votes of several
-reviewers on one answer are treated as independent.
+reviewers on one answer are treated as independent. The store counts
+(`Store.vote_counts`); this module holds the statistics, the report and the chart.
 
 Example:
     >>> store = Store.open()
@@ -24,28 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
-from llmops.errors import EvalError
+from llmops.errors import UnknownVariantError
 from llmops.eval.stats import (
     diff_interval,
     prob_better,
     two_proportion_test,
     wilson_interval,
 )
-from llmops.store import FEEDBACK, REQUESTS, Store
+from llmops.store import Store, VoteCounts
 
 if TYPE_CHECKING:
     import pandas as pd
 
 CONFIDENCE = 0.95  # of the intervals in VariantStats and the default of comparisons
-SERVED = 200  # HTTP status of an answered request
-
-
-class UnknownVariantError(EvalError):
-    """A comparison names a variant (or chain version) with no requests in the log."""
-
-    http_status = 404
 
 
 # -- results --------------------------------------------------------------------------
@@ -170,33 +162,10 @@ def _num(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-# -- queries ----------------------------------------------------------------------------
-def _grouped(store: Store, key: Any, conds: Sequence[Any]) -> list[Any]:
-    """Counts per (key, chain, chain_version), aggregated by the database."""
-    r, f = REQUESTS, FEEDBACK
-    served = r.c.status == SERVED
-    # Votes join only answered requests: a vote on a failed request counts nowhere.
-    joined = r.outerjoin(f, sa.and_(f.c.request_id == r.c.id, served))
-    q = (
-        sa.select(
-            key.label("key"), r.c.chain, r.c.chain_version,
-            sa.func.count(sa.distinct(sa.case((served, r.c.id)))).label("requests"),
-            sa.func.count(sa.distinct(sa.case((r.c.status >= 400, r.c.id)))).label("failed"),
-            sa.func.count(f.c.request_id).label("votes"),
-            sa.func.coalesce(sa.func.sum(sa.case((f.c.rating == "up", 1), else_=0)), 0)
-            .label("up"),
-        )
-        .select_from(joined)
-        .where(r.c.shadow_of.is_(None), key.is_not(None), *conds)
-        .group_by(key, r.c.chain, r.c.chain_version)
-    )
-    with store.engine.connect() as conn:
-        return list(conn.execute(q))
-
-
-def _merge(rows: list[Any], name: Any = str) -> list[VariantStats]:
-    """Fold the (key, chain, version) groups into one VariantStats per key, sorted by key."""
-    by_key: dict[Any, list[Any]] = {}
+# -- counts ----------------------------------------------------------------------------
+def _merge(rows: list[VoteCounts], name: Any = str) -> list[VariantStats]:
+    """Fold the store's (key, chain, version) groups into one VariantStats per key, by key."""
+    by_key: dict[Any, list[VoteCounts]] = {}
     for row in rows:
         by_key.setdefault(row.key, []).append(row)
     out = []
@@ -219,22 +188,11 @@ def _merge(rows: list[Any], name: Any = str) -> list[VariantStats]:
     return out
 
 
-def _window(since: float | None, until: float | None) -> list[Any]:
-    conds: list[Any] = []
-    if since is not None:
-        conds.append(REQUESTS.c.created_at >= since)
-    if until is not None:
-        conds.append(REQUESTS.c.created_at < until)
-    return conds
-
-
 def variant_stats(
     store: Store, endpoint: str, *, since: float | None = None, until: float | None = None,
 ) -> list[VariantStats]:
     """One VariantStats per variant with requests on `endpoint` in [since, until), by name."""
-    rows = _grouped(store, REQUESTS.c.variant,
-                    [REQUESTS.c.endpoint == endpoint, *_window(since, until)])
-    return _merge(rows)
+    return _merge(store.vote_counts(by="variant", endpoint=endpoint, since=since, until=until))
 
 
 def chain_name(chain: str) -> str:
@@ -247,9 +205,8 @@ def version_stats(
 ) -> list[VariantStats]:
     """One VariantStats per version of `chain` (named v<N>), across all endpoints."""
     name = chain_name(chain)
-    rows = _grouped(store, REQUESTS.c.chain_version,
-                    [REQUESTS.c.chain == name, *_window(since, until)])
-    return _merge(rows, name=lambda v: f"v{v}")
+    counts = store.vote_counts(by="chain_version", chain=name, since=since, until=until)
+    return _merge(counts, name=lambda v: f"v{v}")
 
 
 # -- comparisons --------------------------------------------------------------------------
@@ -347,7 +304,7 @@ def report(
         raise UnknownVariantError(
             f"no requests for endpoint {endpoint!r} in the log"
             f"{' in that time window' if since is not None or until is not None else ''} "
-            f"(endpoints with requests: {', '.join(_endpoints(store)) or 'none'})")
+            f"(endpoints with requests: {', '.join(store.endpoints()) or 'none'})")
     names = [s.variant for s in stats]
     comparison, note = None, None
     where = f"endpoint {endpoint!r}"
@@ -368,12 +325,6 @@ def report(
         path = Path(png)
         write_chart(path, endpoint, stats, comparison)
     return Report(endpoint, tuple(stats), comparison, path, note, since, until)
-
-
-def _endpoints(store: Store) -> list[str]:
-    q = sa.select(REQUESTS.c.endpoint).distinct().order_by(REQUESTS.c.endpoint)
-    with store.engine.connect() as conn:
-        return [r[0] for r in conn.execute(q)]
 
 
 def write_chart(

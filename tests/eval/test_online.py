@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from scipy import stats
+from scipy import integrate, stats
 from typer.testing import CliRunner
 
 from llmops.eval.ab_cli import app, parse_time
@@ -22,7 +22,7 @@ from llmops.eval.online import (
     version_comparison,
     version_stats,
 )
-from llmops.eval.stats import diff_interval, prob_better, two_proportion_test, wilson_interval
+from llmops.eval.stats import diff_interval, prob_better, wilson_interval
 from llmops.store import RequestRow, Store
 
 T0 = 1_700_000_000.0  # unix seconds; request i of a variant is served at T0 + i
@@ -136,14 +136,26 @@ def test_variant_stats_time_window_and_unknown_endpoint(store: Store) -> None:
 
 
 def test_compare_candidate_against_baseline(store: Store) -> None:
+    """Expected values from the counts alone: baseline 6 up of 9, candidate 4 up of 5."""
     c = compare(store, "rag-qa", "production", "staging")
     assert isinstance(c, Comparison)
     assert (c.baseline.variant, c.candidate.variant) == ("production", "staging")
-    assert c.difference == pytest.approx(4 / 5 - 6 / 9, abs=1e-15)
-    assert (c.low, c.high) == diff_interval(6, 9, 4, 5)
+    assert c.difference == pytest.approx(4 / 5 - 6 / 9, abs=1e-15)  # 2/15
+    # Newcombe's hybrid score interval, from scipy's Wilson interval of each side
+    (l1, u1), (l2, u2) = _scipy_wilson(6, 9), _scipy_wilson(4, 5)
+    low = 2 / 15 - math.sqrt((4 / 5 - l2) ** 2 + (u1 - 6 / 9) ** 2)
+    high = 2 / 15 + math.sqrt((u2 - 4 / 5) ** 2 + (6 / 9 - l1) ** 2)
+    assert (c.low, c.high) == pytest.approx((low, high), abs=1e-12)
+    assert (c.low, c.high) == pytest.approx((-0.3414647, 0.4861174), abs=1e-7)
+    # pooled z: p = 10/14, se = sqrt(p (1 - p) (1/9 + 1/5)) = 2/sqrt(63), z = (2/15) / se
+    assert c.z == pytest.approx(math.sqrt(7) / 5, abs=1e-12)
+    assert c.p_value == pytest.approx(2 * stats.norm.sf(math.sqrt(7) / 5), abs=1e-12)
+    assert c.p_value == pytest.approx(0.5967012, abs=1e-7)
+    # P(Beta(5, 2) > Beta(7, 4)) = integral of 30 x^4 (1 - x) P(Binomial(10, x) >= 7) dx
+    assert c.prob_better == pytest.approx(17 / 26, abs=1e-12)
+    assert c.prob_better == pytest.approx(integrate.quad(
+        lambda x: stats.beta.pdf(x, 5, 2) * stats.beta.cdf(x, 7, 4), 0, 1)[0], abs=1e-9)
     assert c.low < c.difference < c.high
-    assert (c.z, c.p_value) == two_proportion_test(6, 9, 4, 5)
-    assert c.prob_better == prob_better(6, 9, 4, 5)
     assert 0.5 < c.prob_better < 1.0 and c.z > 0
     assert c.passes(min_votes=5, min_prob_better=0.5)
     assert not c.passes(min_votes=6, min_prob_better=0.5)
@@ -153,7 +165,7 @@ def test_compare_candidate_against_baseline(store: Store) -> None:
     assert json.loads(json.dumps(data, allow_nan=False)) == data
     assert data["candidate"]["votes"] == 5 and data["confidence"] == 0.95
     reverse = compare(store, "rag-qa", "staging", "production")
-    assert reverse.prob_better == pytest.approx(1 - c.prob_better, abs=1e-12)
+    assert reverse.prob_better == pytest.approx(9 / 26, abs=1e-12)
 
 
 def test_compare_names_the_variants_that_exist(store: Store) -> None:

@@ -1,0 +1,149 @@
+"""Votes: each reviewer's current thumbs up or down on an answer, and every vote ever cast."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from llmops.errors import StoreError, UnknownRequestError
+from llmops.store.requests import row_dict
+from llmops.store.schema import FEEDBACK, HISTORY, REQUESTS
+from llmops.store.writer import Writer
+
+RATINGS = ("up", "down")
+
+
+@dataclass(frozen=True)
+class Vote:
+    """The outcome of one feedback post."""
+
+    request_id: str
+    reviewer: str
+    rating: str
+    comment: str | None
+    created_at: float
+    updated_at: float
+    votes: int
+    # the request voted on
+    endpoint: str | None = None
+    variant: str | None = None
+    chain: str | None = None
+    chain_version: int | None = None
+
+    @property
+    def replaced(self) -> bool:
+        return self.votes > 1
+
+
+class FeedbackMixin(Writer):
+    """Recording votes through the writer, reading them back joined with their requests."""
+
+    def feedback_op(
+        self, request_id: str, *, reviewer: str, rating: str, comment: str | None = None,
+        key_id: str | None = None, now: float | None = None,
+    ) -> Callable[[Connection], Vote]:
+        """The vote as a write operation: history row plus upsert of the current vote."""
+        if rating not in RATINGS:
+            raise StoreError(f"rating must be one of {', '.join(RATINGS)}, not {rating!r}")
+
+        def op(conn: Connection) -> Vote:
+            ts = time.time() if now is None else now
+            found = conn.execute(sa.select(
+                REQUESTS.c.endpoint, REQUESTS.c.variant, REQUESTS.c.chain, REQUESTS.c.chain_version,
+            ).where(REQUESTS.c.id == request_id)).first()
+            if found is None:
+                raise UnknownRequestError(f"no request with id {request_id!r} in the log")
+            req = dict(found._mapping)  # the request voted on
+            conn.execute(HISTORY.insert().values(
+                request_id=request_id, reviewer=reviewer, key_id=key_id, rating=rating,
+                comment=comment, created_at=ts))
+            key = (FEEDBACK.c.request_id == request_id) & (FEEDBACK.c.reviewer == reviewer)
+            old = conn.execute(sa.select(FEEDBACK.c.created_at, FEEDBACK.c.votes).where(key)).first()
+            if old is None:
+                conn.execute(FEEDBACK.insert().values(
+                    request_id=request_id, reviewer=reviewer, key_id=key_id, rating=rating,
+                    comment=comment, created_at=ts, updated_at=ts, votes=1))
+                return Vote(request_id, reviewer, rating, comment, ts, ts, 1, **req)
+            conn.execute(FEEDBACK.update().where(key).values(
+                rating=rating, comment=comment, key_id=key_id, updated_at=ts,
+                votes=old.votes + 1))
+            return Vote(request_id, reviewer, rating, comment, old.created_at, ts, old.votes + 1,
+                        **req)
+
+        return op
+
+    def add_feedback(self, request_id: str, *, reviewer: str, rating: str,
+                     comment: str | None = None, key_id: str | None = None) -> Vote:
+        """Record a vote (the reviewer's last vote wins; every vote stays in the history)."""
+        result: Vote = self.submit(self.feedback_op(
+            request_id, reviewer=reviewer, rating=rating, comment=comment, key_id=key_id)).result()
+        return result
+
+    def list_feedback(
+        self, *, request_id: str | None = None, reviewer: str | None = None,
+        rating: str | None = None, endpoint: str | None = None, variant: str | None = None,
+        since: float | None = None, until: float | None = None, limit: int = 100,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Current votes joined with their request, newest first."""
+        q = sa.select(
+            FEEDBACK, REQUESTS.c.endpoint, REQUESTS.c.variant, REQUESTS.c.chain,
+            REQUESTS.c.chain_version,
+        ).join(REQUESTS, REQUESTS.c.id == FEEDBACK.c.request_id)
+        q = _feedback_filters(q, request_id, reviewer, rating, endpoint, variant, since, until)
+        q = q.order_by(FEEDBACK.c.updated_at.desc(), FEEDBACK.c.request_id, FEEDBACK.c.reviewer)
+        with self.engine.connect() as conn:
+            return [row_dict(r) for r in conn.execute(q.limit(limit).offset(offset))]
+
+    def feedback_history(self, request_id: str) -> list[dict[str, Any]]:
+        q = sa.select(HISTORY).where(HISTORY.c.request_id == request_id).order_by(HISTORY.c.id)
+        with self.engine.connect() as conn:
+            return [row_dict(r) for r in conn.execute(q)]
+
+    def export_feedback(
+        self, *, endpoint: str | None = None, since: float | None = None,
+        rating: str | None = None, batch: int = 500,
+    ) -> Iterator[dict[str, Any]]:
+        """Each current vote with its whole request (messages, answer, sources, lineage)."""
+        q = sa.select(
+            FEEDBACK.c.request_id, FEEDBACK.c.reviewer, FEEDBACK.c.rating, FEEDBACK.c.comment,
+            FEEDBACK.c.updated_at.label("rated_at"), FEEDBACK.c.votes,
+            *[c for c in REQUESTS.c if c.name != "id"],
+        ).join(REQUESTS, REQUESTS.c.id == FEEDBACK.c.request_id)
+        q = _feedback_filters(q, None, None, rating, endpoint, None, since, None)
+        q = q.order_by(FEEDBACK.c.updated_at, FEEDBACK.c.request_id, FEEDBACK.c.reviewer)
+        offset = 0
+        while True:
+            with self.engine.connect() as conn:
+                rows = [row_dict(r) for r in conn.execute(q.limit(batch).offset(offset))]
+            yield from rows
+            if len(rows) < batch:
+                return
+            offset += batch
+
+
+def _feedback_filters(
+    q: Any, request_id: str | None, reviewer: str | None, rating: str | None,
+    endpoint: str | None, variant: str | None, since: float | None, until: float | None,
+) -> Any:
+    conds: list[Any] = []
+    if request_id:
+        conds.append(FEEDBACK.c.request_id == request_id)
+    if reviewer:
+        conds.append(FEEDBACK.c.reviewer == reviewer)
+    if rating:
+        conds.append(FEEDBACK.c.rating == rating)
+    if endpoint:
+        conds.append(REQUESTS.c.endpoint == endpoint)
+    if variant:
+        conds.append(REQUESTS.c.variant == variant)
+    if since is not None:
+        conds.append(FEEDBACK.c.updated_at >= since)
+    if until is not None:
+        conds.append(FEEDBACK.c.updated_at < until)
+    return q.where(*conds) if conds else q

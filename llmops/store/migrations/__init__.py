@@ -1,0 +1,1 @@
+"""Alembic migrations of the store's tables: `runner.py` runs them, `versions/` holds them."""
