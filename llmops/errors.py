@@ -80,3 +80,131 @@ class GateError(LlmopsError):
     """A gate cannot be evaluated (a bad gates file, nothing to gate)."""
 
     exit_code = 2
+
+
+class StatsError(EvalError, ValueError):
+    """Counts or parameters that no proportion can have (negative, successes above n...)."""
+
+
+# -- the vector index ------------------------------------------------------------
+
+
+class SourceError(ConfigError):
+    """An index source is misconfigured or unreadable (unknown kind, missing path, empty glob)."""
+
+
+class IndexLockedError(LlmopsError):
+    """Another refresh of the same index holds the lock."""
+
+    exit_code = 3
+    http_status = 409
+
+
+class IndexNotBuiltError(LlmopsError):
+    """The index has no version yet: nothing to query."""
+
+    exit_code = 4
+    http_status = 503
+
+
+class IndexStateError(LlmopsError):
+    """The index cannot be refreshed as asked (e.g. built with another embedding model)."""
+
+
+class VectorStoreError(LlmopsError):
+    """The vector database (Chroma, embedded or server) failed or cannot be reached."""
+
+    http_status = 503
+
+
+# -- the gateway (`serving/errors.py` turns them into OpenAI's error body) ------
+
+
+class GatewayError(LlmopsError):
+    """An error the gateway answers with; `code`, `param` and headers go into the response."""
+
+    http_status = 400
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+        self.headers = headers or {}
+
+
+class BadRequestError(GatewayError):
+    """The request is malformed."""
+
+    http_status = 400
+
+
+class UnauthorizedError(GatewayError):
+    """No API key, or one the gateway does not know."""
+
+    http_status = 401
+    code = "invalid_api_key"
+
+
+class ForbiddenError(GatewayError):
+    """The key's role may not use this route."""
+
+    http_status = 403
+    code = "insufficient_role"
+
+
+class ModelNotFoundError(GatewayError):
+    """The `model` names no endpoint of the routes."""
+
+    http_status = 404
+    code = "model_not_found"
+
+
+class NotFoundGatewayError(GatewayError):
+    """A resource named in the request does not exist."""
+
+    http_status = 404
+
+
+class OverCapError(GatewayError):
+    """`max_tokens` is above the endpoint's cap."""
+
+    http_status = 422
+    code = "max_tokens_over_cap"
+
+
+class RateLimitedError(GatewayError):
+    """The key sent more requests than its rate allows."""
+
+    http_status = 429
+    code = "rate_limit_exceeded"
+
+
+class BusyError(GatewayError):
+    """The endpoint is at its maximum of concurrent requests, or a variant is not loaded."""
+
+    http_status = 503
+    code = "overloaded"
+
+
+# -- store
+class StoreError(LlmopsError):
+    """The request and feedback log refused or failed an operation."""
+
+
+class UnknownRequestError(StoreError):
+    """Feedback names a request id that the log does not hold."""
+
+    http_status = 404
+
+
+class UnknownEvaluationError(EvalError):
+    """No evaluation with that id in the log."""
+
+    http_status = 404
+
+
+class UnknownVariantError(EvalError):
+    """A comparison names a variant (or chain version) with no requests in the log."""
+
+    http_status = 404

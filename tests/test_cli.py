@@ -1,245 +1,30 @@
-"""The `llmops` CLI (prompts and registry areas) through typer's CliRunner on a real registry."""
+"""The root `llmops` app: every area mounted, errors translated once into one line and an exit code."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Any
-
 import pytest
-from typer.testing import CliRunner
 
-from llmops import prompts
-from llmops.cli import app
-from llmops.config import Settings
-from llmops.errors import SpecError
-from llmops.prompts.cli import parse_expect
-from llmops.registry import ANY, get_registry
+from llmops.config import Settings, reset_settings
+from tests.cli_helpers import assert_one_line_error, cli
 
-REPO = Path(__file__).resolve().parent.parent
+AREAS = ["registry", "trace", "prompts", "chains", "index", "serve", "keys", "feedback", "eval",
+         "gate", "ab", "demo"]
 
 
-class Result:
-    """What one CLI call printed, and its exit code."""
-
-    def __init__(self, exit_code: int, stdout: str, stderr: str) -> None:
-        self.exit_code, self.stdout, self.stderr = exit_code, stdout, stderr
-
-    def json(self) -> Any:
-        return json.loads(self.stdout)
-
-
-def cli(*args: str | Path) -> Result:
-    result = CliRunner().invoke(app, [str(a) for a in args])
-    if result.exception and not isinstance(result.exception, SystemExit):
-        raise result.exception  # a crash, not a translated error
-    return Result(result.exit_code, result.stdout, result.stderr)
-
-
-def snapshot() -> dict[str, Any]:
-    """Versions, aliases, tags and audit of every registered model, and the number of runs."""
-    reg = get_registry()
-    exps = [e.experiment_id for e in reg.client.search_experiments()]
-    return {
-        "models": {
-            name: ([v.to_dict() for v in reg.list_versions(name)],
-                   [r.to_dict() for r in reg.history(name)])
-            for name in reg.list_models()
-        },
-        "runs": len(reg.client.search_runs(exps)) if exps else 0,
-    }
-
-
-@pytest.fixture
-def seeded(settings: Settings, prompt_dir: Path) -> Path:
-    """qa versions 1 and 2 (production -> 1, staging -> 2), summarize version 1."""
-    prompts.push([prompt_dir])
-    qa = prompt_dir / "qa.yaml"
-    qa.write_text(qa.read_text().replace("max_tokens: 200", "max_tokens: 100"))
-    prompts.push([qa])
-    prompts.promote("qa", 1, "production", expect=None, reason="launch")
-    prompts.promote("qa", 2, "staging", expect=None)
-    return prompt_dir
-
-
-def test_push_list_show(settings: Settings, prompt_dir: Path) -> None:
-    first = cli("prompts", "push", prompt_dir)
-    assert first.exit_code == 0, first.stderr
-    assert first.stdout.splitlines() == [
-        "prompt.qa: registered version 1", "prompt.summarize: registered version 1"
-    ]
-    assert first.stderr == ""  # no warnings or progress bars
-    again = cli("prompts", "push", prompt_dir, "--json")
-    assert again.exit_code == 0
-    assert [(r["name"], r["version"], r["created"]) for r in again.json()] == [
-        ("prompt.qa", 1, False), ("prompt.summarize", 1, False)
-    ]
-
-    listed = cli("prompts", "list")
-    assert listed.exit_code == 0
-    assert listed.stdout.splitlines() == ["prompt.qa  latest 1  -", "prompt.summarize  latest 1  -"]
-    rows = cli("prompts", "list", "--json").json()
-    assert [(r["name"], r["latest"], r["aliases"]) for r in rows] == [
-        ("prompt.qa", 1, {}), ("prompt.summarize", 1, {})
-    ]
-
-    shown = cli("prompts", "show", "qa")
-    assert shown.exit_code == 0
-    assert shown.stdout.startswith("prompt.qa/1  aliases: -\n")
-    assert "[user]\nDocumentation passages:\n{{context}}" in shown.stdout
-    assert "variables: context (untrusted), question (untrusted)" in shown.stdout
-    data = cli("prompts", "show", "summarize/1", "--json").json()
-    assert (data["ref"], data["version"], data["name"]) == ("prompt.summarize/1", 1, "summarize")
-    assert data["variables"]["sentences"]["required"] is False
-
-
-def test_push_defaults_to_the_project_prompts(settings: Settings) -> None:
-    result = cli("prompts", "push")
+def test_every_area_is_mounted() -> None:
+    result = cli("--help")
     assert result.exit_code == 0
-    assert "prompt.qa: registered version 1" in result.stdout
+    for area in AREAS:
+        assert f" {area} " in result.stdout, area
 
 
-def test_list_when_empty(settings: Settings) -> None:
-    assert cli("prompts", "list").stdout == "no prompts registered; run: llmops prompts push\n"
-    assert cli("prompts", "list", "--json").json() == []
-
-
-def test_show_a_local_file(settings: Settings) -> None:
-    result = cli("prompts", "show", REPO / "prompts" / "summarize.yaml", "--json")
-    assert result.exit_code == 0
-    assert result.json()["version"] is None
-    assert get_registry().list_models() == []
-
-
-def test_diff(seeded: Path) -> None:
-    result = cli("prompts", "diff", "qa@production", "qa@staging")
-    assert result.exit_code == 0
-    lines = result.stdout.splitlines()
-    assert lines[:2] == ["--- prompt.qa/1", "+++ prompt.qa/2"]
-    assert "-  max_tokens: 200" in lines
-    assert "+  max_tokens: 100" in lines
-    same = cli("prompts", "diff", "qa/1", "qa@production")
-    assert same.stdout == "qa/1 and qa@production are identical\n"
-
-
-def test_promote_and_history(seeded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LLMOPS_ACTOR", "bob@ci")
-    result = cli("prompts", "promote", "qa", "--version", "2", "--to", "production",
-                 "--expect", "1", "--reason", "better answers")
-    assert result.exit_code == 0, result.stderr
-    assert result.stdout == "prompt.qa@production: 1 -> 2\n"
-    unset = cli("prompts", "promote", "summarize", "-v", "1", "--to", "staging", "--expect", "none")
-    assert unset.stdout == "prompt.summarize@staging: unset -> 1\n"
-    rows = {r["name"]: r for r in cli("prompts", "list", "--json").json()}
-    assert rows["prompt.qa"]["aliases"] == {"production": 2, "staging": 2}
-
-    history = cli("registry", "history", "prompt.qa")
-    assert history.exit_code == 0
-    lines = history.stdout.splitlines()
-    assert len(lines) == 3
-    assert lines[0].startswith("#1 ") and lines[0].endswith("move production: unset -> 1  (launch)")
-    assert " bob@ci move production: 1 -> 2  (better answers)" in lines[2]
-    records = cli("registry", "history", "prompt.qa", "--json").json()
-    assert [(r["alias"], r["from"], r["to"]) for r in records] == [
-        ("production", None, 1), ("staging", None, 2), ("production", 1, 2)
-    ]
-    assert records[2]["actor"] == "bob@ci"
-    assert records[2]["reason"] == "better answers"
-    assert all(r["at"] for r in records)
-
-    versions = cli("registry", "versions", "prompt.qa", "--json").json()
-    assert [(v["version"], v["aliases"]) for v in versions] == [
-        (1, []), (2, ["production", "staging"])
-    ]
-    assert cli("registry", "history", "prompt.summarize").stdout.endswith(
-        "move staging: unset -> 1\n")
-
-
-def test_archive_then_promote_is_refused(seeded: Path) -> None:
-    result = cli("registry", "archive", "prompt.qa", "-v", "1", "--reason", "leaks")
-    assert (result.exit_code, result.stdout) == (0, "prompt.qa/1 archived: leaks\n")
-    assert "archived version 1  (leaks)" in cli("registry", "history", "prompt.qa").stdout
-    assert "[archived]" in cli("registry", "versions", "prompt.qa").stdout
-    before = snapshot()
-    refused = cli("prompts", "promote", "qa", "-v", "1", "--to", "staging")
-    assert refused.exit_code != 0
-    assert refused.stderr.startswith("error: prompt.qa/1 is archived (leaks)")
-    assert snapshot() == before
-
-
-def _bad_yaml(folder: Path) -> list[str]:
-    (folder / "broken.yaml").write_text("name: broken\nmessages: [\n")
-    return ["prompts", "push", str(folder)]
-
-
-# (argv, or a function of the prompt folder that returns it; exit code; words of the error)
-FAILURES = [
-    pytest.param(_bad_yaml, 2, "broken.yaml: not valid YAML", id="malformed-yaml"),
-    pytest.param(["prompts", "show", "qa@canary"], 1,
-                 "prompt.qa has no alias 'canary' (aliases: production->1, staging->2)",
-                 id="unknown-alias-show"),
-    pytest.param(["prompts", "diff", "qa/1", "qa@canary"], 1, "no alias 'canary'",
-                 id="unknown-alias-diff"),
-    pytest.param(["prompts", "promote", "qa", "-v", "2", "--to", "canary"], 2,
-                 "--to must be one of staging, production, not 'canary'",
-                 id="unknown-alias-promote"),
-    pytest.param(["prompts", "promote", "qa", "-v", "2", "--to", "production", "--expect", "2"],
-                 1, "prompt.qa@production is version 1, not version 2 as expected; nothing changed",
-                 id="wrong-expect"),
-    pytest.param(["prompts", "promote", "qa", "-v", "2", "--to", "production", "--expect", "none"],
-                 1, "prompt.qa@production is version 1, not unset as expected", id="expect-none"),
-    pytest.param(["prompts", "promote", "qa", "-v", "2", "--to", "production", "--expect", "x"],
-                 2, "--expect must be a version number or 'none'", id="bad-expect"),
-    pytest.param(["prompts", "promote", "qa", "-v", "7", "--to", "staging"], 1,
-                 "prompt.qa has no version 7", id="unknown-version"),
-    pytest.param(["prompts", "show", "nope"], 1, "no registered model named 'prompt.nope'",
-                 id="unknown-prompt"),
-    pytest.param(["prompts", "show", "qa@"], 1, "bad model reference 'qa@'", id="bad-ref"),
-    pytest.param(["registry", "history", "prompt.nope"], 1, "no registered model named",
-                 id="history-unknown"),
-    pytest.param(["registry", "archive", "prompt.qa", "-v", "9", "--reason", "x"], 1,
-                 "prompt.qa has no version 9", id="archive-unknown-version"),
-    pytest.param(["--profile", "qa", "prompts", "list"], 2,
-                 "profile 'qa' is unknown; allowed: dev, staging, prod", id="unknown-profile"),
-]
-
-
-@pytest.mark.parametrize(("argv", "code", "words"), FAILURES)
-def test_errors_are_one_line_and_change_nothing(
-    seeded: Path, argv: Any, code: int, words: str
-) -> None:
-    args = argv(seeded) if callable(argv) else argv
-    before = snapshot()
-    result = cli(*args)
-    assert result.exit_code == code
-    assert result.stdout == ""
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error: ")
-    assert words in lines[0], lines[0]
-    assert snapshot() == before
-    assert cli("prompts", "list").exit_code == 0  # and the next command works normally
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [(None, ANY), ("none", None), ("None", None), ("3", 3), (" 12 ", 12), ("0", 0),
-     ("x", SpecError), ("-1", SpecError), ("1.5", SpecError), ("\u00b2", SpecError), ("", SpecError)],
-)
-def test_parse_expect(text: str | None, expected: Any) -> None:
-    if expected is SpecError:
-        with pytest.raises(SpecError, match="--expect must be a version number or 'none'"):
-            parse_expect(text)
-    elif expected is ANY or expected is None:
-        assert parse_expect(text) is expected
-    else:
-        assert parse_expect(text) == expected
+def test_unknown_profile_is_one_line(settings: Settings) -> None:
+    assert_one_line_error(["--profile", "qa", "prompts", "list"], 2,
+                          "profile 'qa' is unknown; allowed: dev, staging, prod")
 
 
 def test_config_error_is_one_line(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LLMOPS_GATEWAY__PORT", "many")
-    from llmops.config import reset_settings
-
     reset_settings()
     result = cli("prompts", "list")
     assert result.exit_code == 2

@@ -10,8 +10,10 @@ from typer.testing import CliRunner
 
 import llmops.chains as chains
 from llmops.cli import app
+from llmops.lineage import Lineage
 from llmops.registry import get_registry
 from llmops.store import RequestRow, Store
+from llmops.trace import format_trace, trace
 from tests.conftest import make_kb_project
 
 runner = CliRunner()
@@ -46,8 +48,34 @@ def test_trace_prints_the_lineage_of_a_logged_answer(
 
     body = json.loads(runner.invoke(app, ["trace", "req-1", "--json"]).output)
     assert body["chain"]["ref"] == f"chain.rag_qa/{v}" and body["index"]["version"] == 1
-    assert body["index"]["chunks"] == result.lineage["chunk_ids"]
+    lineage = result.lineage
+    lineage = lineage if isinstance(lineage, Lineage) else Lineage.from_dict(lineage)
+    assert body["index"]["chunks"] == list(lineage.chunk_ids)
     assert [f["rating"] for f in body["feedback"]] == ["down"]
 
     missing = runner.invoke(app, ["trace", "nope"])
     assert missing.exit_code == 1 and "no request 'nope' in the request log" in missing.output
+
+
+def test_trace_of_versions_this_registry_does_not_hold(home: Path) -> None:
+    store = Store.open()
+    try:
+        store.log_request(RequestRow(
+            "req-2", "chat", 502, chain="chain.gone", chain_version=4, error="upstream failed",
+            lineage=Lineage(chain="chain.gone", chain_version=4, prompt="prompt.gone",
+                            prompt_version=2, backend="openai", base_model="gpt-x",
+                            adapter="adapter.tone", adapter_version=3)))
+    finally:
+        store.close()
+
+    out = trace("req-2")
+    assert out["chain"] == {"ref": "chain.gone/4", "missing": "not in this registry"}
+    assert out["prompt"] == {"ref": "prompt.gone/2", "missing": "not in this registry"}
+    assert out["index"] == {"collection": None, "version": None, "chunks": []}
+    assert out["model"] == {"backend": "openai", "base_model": "gpt-x", "adapter": "adapter.tone/3"}
+    lines = format_trace(out)
+    assert lines[0].startswith("request req-2 at ") and lines[0].endswith(
+        ": status 502 (upstream failed)")
+    assert "  chain  chain.gone/4" in lines
+    assert "  index  None vNone: no chunks" in lines
+    assert "  model  gpt-x (openai), adapter adapter.tone/3" in lines

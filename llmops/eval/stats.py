@@ -21,11 +21,7 @@ from statistics import NormalDist
 import numpy as np
 from scipy.special import betaln
 
-from llmops.errors import EvalError
-
-
-class StatsError(EvalError, ValueError):
-    """Counts or parameters that no proportion can have (negative, successes above n...)."""
+from llmops.errors import StatsError
 
 
 def _counts(successes: int, n: int, what: str = "") -> tuple[int, int]:

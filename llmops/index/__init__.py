@@ -15,17 +15,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from llmops.index.config import IndexConfig, SourceConfig, load_index_config
-from llmops.index.errors import (
+from llmops.errors import (
     IndexLockedError,
     IndexNotBuiltError,
     IndexStateError,
     SourceError,
     VectorStoreError,
 )
-from llmops.index.job import RefreshResult, RefreshStats, refresh
+from llmops.index.config import IndexConfig, load_index_config
+from llmops.index.job import RefreshResult, refresh
+from llmops.index.plan import RefreshStats
 from llmops.index.reader import Hit, IndexStatus, current_version, query, status
-from llmops.index.sources import Document, Source, register_source, source_kinds
+from llmops.index.sources import Document, Source, SourceConfig, register_source, source_kinds
 
 if TYPE_CHECKING:
     from llmops.index.retriever import IndexRetriever

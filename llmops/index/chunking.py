@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from llmops.index.errors import SourceError
+from llmops.errors import SourceError
 from llmops.index.sources import Document, Scalar
 
 if TYPE_CHECKING:

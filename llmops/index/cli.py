@@ -1,38 +1,16 @@
-"""`llmops index ...`: refresh, status, query."""
+"""`llmops index ...`: refresh, status, query (errors are translated by the root CLI)."""
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import typer
-
-from llmops.errors import LlmopsError
 
 app = typer.Typer(help="The vector index: refresh it from its sources, inspect it, query it.",
                   no_args_is_help=True)  # fmt: skip
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _edge(fn: F) -> F:
-    """Print an LlmopsError as one line and exit with its code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except LlmopsError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
-
 
 @app.command()
-@_edge
 def refresh(
     full: bool = typer.Option(False, "--full", help="re-embed and rewrite every chunk"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
@@ -51,7 +29,6 @@ def refresh(
 
 
 @app.command()
-@_edge
 def status(as_json: bool = typer.Option(False, "--json", help="print the status as JSON")) -> None:
     """Current version, counts, last refresh."""
     from llmops.index import status as get_status
@@ -82,7 +59,6 @@ def status(as_json: bool = typer.Option(False, "--json", help="print the status 
 
 
 @app.command()
-@_edge
 def query(
     text: str = typer.Argument(..., help="the question"),
     k: int = typer.Option(5, "-k", "--k", min=1, help="how many chunks"),
@@ -104,7 +80,3 @@ def query(
         snippet = snippet[:157] + "..." if len(snippet) > 160 else snippet
         typer.echo(f"{rank}. {h.score:.3f}  {h.id}  {h.title}")
         typer.echo(f"   {snippet}")
-
-
-if __name__ == "__main__":
-    app()

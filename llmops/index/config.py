@@ -14,7 +14,8 @@ Example:
           name: faq
           path: data/faq.jsonl
 
-Each source's keys are checked by the config model of its kind (see `sources.py`);
+Each source's keys are checked by the config model of its kind, found in the
+registry of source kinds (`sources.py`, the floor below this module);
 errors name the file and the dotted key, e.g. `llmops.yaml: index.sources.1.glob: ...`.
 """
 
@@ -28,26 +29,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from llmops.config import CONFIG_FILE, load_config_file
 from llmops.errors import ConfigError
+from llmops.index.sources import SourceConfig, source_class
 
 # Chroma's rule for collection names: 3-512 characters of [a-zA-Z0-9._-],
 # starting and ending with a letter or digit.
 _COLLECTION_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]$"
 _SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
-
-
-class SourceConfig(BaseModel):
-    """What every source has; each kind subclasses it with its own keys."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: str = Field(description="registered source kind: python-docs, files, jsonl, ...")
-    name: str | None = Field(
-        None, description="prefix of this source's document ids (default: the kind); unique"
-    )
-
-    @property
-    def source_name(self) -> str:
-        return self.name or self.kind
 
 
 class IndexConfig(BaseModel):
@@ -88,8 +75,6 @@ class IndexConfig(BaseModel):
     @classmethod
     def from_raw(cls, raw: dict[str, Any], where: str = "index") -> IndexConfig:
         """Validate a raw mapping (the `index:` section); errors name `where` and the key."""
-        from llmops.index.sources import source_class  # the registry; imported late (cycle)
-
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: expected a mapping")
         raw = dict(raw)

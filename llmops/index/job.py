@@ -4,8 +4,8 @@ Design: one Chroma collection per index, updated in place, new before old.
 
 The alternative was a collection per index version, filled by copying the
 unchanged embeddings forward from the previous one. It gives readers perfect
-snapshots, but every refresh would rewrite every unchanged chunk (the issue
-wants those neither re-embedded nor rewritten), its cost grows with the index
+snapshots, but every refresh would rewrite every unchanged chunk (which should
+be neither re-embedded nor rewritten), its cost grows with the index
 rather than with the change (5,000 records cost seconds to add to Chroma on
 this machine while a 1% change embeds a few dozen chunks), and it doubles the
 database while it runs. In place, a refresh touches only what changed:
@@ -48,30 +48,28 @@ document may answer with old and new chunks side by side.
 place, so readers are served throughout; it also recreates the collection
 when the embedding model changed (the dimension may differ).
 
-Test hook: `LLMOPS_INDEX_PAUSE_AT=<point>` makes the refresh print
-`llmops-index-paused <point>` to stderr and sleep at that point, so a test can
-SIGKILL it there. Points: `dirty`, `batch-<n>`, `written`, `updated`,
-`deleted`, `state-committed`, `committed`.
+The plan (step 1) is `plan.py`; the MLflow logging, `tracking.py`. A refresh
+calls `step_hook`, when set, at each named step: `dirty`, `batch-<n>`,
+`written`, `updated`, `deleted`, `state-committed`, `committed` (the crash
+tests stop a refresh there and SIGKILL it).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import time
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from llmops.config import CONFIG_FILE, Settings, get_settings
-from llmops.index.chunking import HASH_KEY, Chunk, chunk_documents
+from llmops.errors import IndexStateError, SourceError, VectorStoreError
+from llmops.index.chunking import Chunk, chunk_documents
 from llmops.index.config import IndexConfig, load_index_config
 from llmops.index.embed import encode, load_embedder
-from llmops.index.errors import IndexStateError, SourceError, VectorStoreError
 from llmops.index.lock import refresh_lock
+from llmops.index.plan import RefreshStats, actual_state, diff_stats
 from llmops.index.sources import Document, make_source
 from llmops.index.state import IndexState
 from llmops.index.store import (
@@ -84,47 +82,16 @@ from llmops.index.store import (
     VectorStore,
     get_store,
 )
+from llmops.index.tracking import log_pending_runs
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
 log = logging.getLogger(__name__)
 
-PAUSE_ENV = "LLMOPS_INDEX_PAUSE_AT"
-_READ_PAGE = 20_000  # records per page when reading a collection back
-
-
-@dataclass
-class RefreshStats:
-    """What a refresh found and did. Changes are counted against the previous version.
-
-    A chunk is identified by its embedded text (title and text), so a changed
-    chunk counts as one added and one deleted; `chunks_updated` counts chunks
-    whose other metadata alone changed (rewritten, not re-embedded).
-    """
-
-    documents: int = 0  # documents in the index after the refresh
-    chunks: int = 0  # chunks in the index after the refresh
-    documents_added: int = 0
-    documents_updated: int = 0
-    documents_deleted: int = 0
-    documents_unchanged: int = 0
-    chunks_added: int = 0
-    chunks_updated: int = 0
-    chunks_deleted: int = 0
-    chunks_unchanged: int = 0
-    embedded: int = 0  # chunks embedded by this run
-    written: int = 0  # records upserted or rewritten by this run
-    removed: int = 0  # records deleted by this run
-    duration_s: float = 0.0  # seconds, whole refresh
-    embed_s: float = 0.0  # seconds spent in the embedding model
-    embeddings_per_s: float = 0.0  # embedding throughput, chunks per second
-
-    @property
-    def changed(self) -> bool:
-        return bool(
-            self.chunks_added or self.chunks_updated or self.chunks_deleted or self.documents_deleted
-        )
+# The seam a test fills to act at each named step of a refresh (see the module doc);
+# None outside tests.
+step_hook: Callable[[str], None] | None = None
 
 
 @dataclass
@@ -242,7 +209,7 @@ def _run(
         _sync_pointer(col, state, meta)  # roll forward a commit whose pointer write was lost
 
     committed = state.manifest()
-    actual, recovered = _actual_state(col, state, committed, read_back=full)
+    actual, recovered = actual_state(col, state, committed, read_back=full)
     if full:
         to_embed = list(desired.values())
         to_update: list[Chunk] = []
@@ -250,23 +217,23 @@ def _run(
         to_embed = [c for c in desired.values() if c.id not in actual]
         to_update = [c for c in desired.values() if c.id in actual and actual[c.id] != c.record_hash]
     to_delete = [cid for cid in actual if cid not in desired]
-    stats = _diff_stats(desired, committed)
+    stats = diff_stats(desired, committed)
     wrote = bool(to_embed or to_update or to_delete)
 
     if wrote:
         state.mark_dirty()
-        _pause("dirty")
+        _step("dirty")
     max_batch = store.client().get_max_batch_size()
     stats.embedded, stats.embed_s = _embed_and_upsert(
         col, to_embed, model_ref, min(cfg.batch_size, max_batch), cfg.embed_batch_size, progress
     )
-    _pause("written")
+    _step("written")
     for batch in _batches(to_update, max_batch):
         col.update(ids=[c.id for c in batch], metadatas=[c.metadata for c in batch])
-    _pause("updated")
+    _step("updated")
     for ids in _batches(to_delete, max_batch):
         col.delete(ids=ids)
-    _pause("deleted")
+    _step("deleted")
     stats.written = len(to_embed) + len(to_update)
     stats.removed = len(to_delete)
     stats.embeddings_per_s = stats.embedded / stats.embed_s if stats.embed_s > 0 else 0.0
@@ -296,11 +263,11 @@ def _run(
             state.set("generation", str(generation), db)
             state.set("collection_id", str(col.id), db)
             state.set("dirty", "0", db)
-        _pause("state-committed")
+        _step("state-committed")
         _write_pointer(col, state, generation)
         store.mark_fresh(name, generation)
-        _pause("committed")
-    run_id = _log_runs(settings, cfg, state, version if create else None)
+        _step("committed")
+    run_id = log_pending_runs(settings, cfg, state, version if create else None)
     return RefreshResult(name, version, previous, create, full, recovered, stats, run_id)
 
 
@@ -322,61 +289,6 @@ def _open_collection(store: VectorStore, name: str, model_ref: str, full: bool) 
         except Exception as exc:
             raise VectorStoreError(f"cannot create collection {name!r}: {exc}") from exc
     return col
-
-
-def _actual_state(
-    col: Collection, state: IndexState, committed: dict[str, tuple[str, str]], read_back: bool
-) -> tuple[dict[str, str | None], bool]:
-    """chunk id -> record hash of what the collection holds, and whether it had to be
-    read back because it may differ from the manifest (an interrupted refresh, drift)."""
-    if (
-        not read_back
-        and not state.dirty
-        and state.get("collection_id") == str(col.id)
-        and col.count() == len(committed)
-    ):
-        return {cid: h for cid, (_, h) in committed.items()}, False
-    actual: dict[str, str | None] = {}
-    offset = 0
-    while True:
-        page = col.get(include=["metadatas"], limit=_READ_PAGE, offset=offset)
-        metas = page["metadatas"] or []
-        for cid, meta in zip(page["ids"], metas, strict=True):
-            value = (meta or {}).get(HASH_KEY)
-            actual[cid] = value if isinstance(value, str) else None
-        if len(page["ids"]) < _READ_PAGE:
-            break
-        offset += _READ_PAGE
-    return actual, actual != {cid: h for cid, (_, h) in committed.items()}
-
-
-def _diff_stats(desired: dict[str, Chunk], committed: dict[str, tuple[str, str]]) -> RefreshStats:
-    stats = RefreshStats(chunks=len(desired))
-    new_docs: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    old_docs: dict[str, set[tuple[str, str]]] = defaultdict(set)
-    for c in desired.values():
-        new_docs[c.doc_id].add((c.id, c.record_hash))
-        old = committed.get(c.id)
-        if old is None:
-            stats.chunks_added += 1
-        elif old[1] != c.record_hash:
-            stats.chunks_updated += 1
-        else:
-            stats.chunks_unchanged += 1
-    for cid, (doc_id, rhash) in committed.items():
-        old_docs[doc_id].add((cid, rhash))
-        if cid not in desired:
-            stats.chunks_deleted += 1
-    stats.documents = len(new_docs)
-    for doc_id, chunks in new_docs.items():
-        if doc_id not in old_docs:
-            stats.documents_added += 1
-        elif old_docs[doc_id] != chunks:
-            stats.documents_updated += 1
-        else:
-            stats.documents_unchanged += 1
-    stats.documents_deleted = sum(1 for d in old_docs if d not in new_docs)
-    return stats
 
 
 def _embed_and_upsert(
@@ -418,7 +330,7 @@ def _embed_and_upsert(
                 metadatas=[c.metadata for c in batch],
             )
             bar.update(len(batch))
-            _pause(f"batch-{n}")
+            _step(f"batch-{n}")
     return embedded, embed_s
 
 
@@ -449,44 +361,6 @@ def _sync_pointer(col: Collection, state: IndexState, meta: dict[str, Any]) -> N
         _write_pointer(col, state, generation)
 
 
-def _log_runs(
-    settings: Settings, cfg: IndexConfig, state: IndexState, version: int | None
-) -> str | None:
-    """Log every version that has no MLflow run yet; the run id of `version`."""
-    pending = state.unlogged()
-    if not pending:
-        return None
-    from llmops.index.tracking import log_version_run
-
-    run_id = None
-    params = {
-        "collection": cfg.collection,
-        "chunk_size": str(cfg.chunk_size),
-        "chunk_overlap": str(cfg.chunk_overlap),
-        "embedding_model": settings.embedding_model,
-        "vector_mode": settings.vector.mode,
-        "sources": [s.model_dump(mode="json", exclude_none=True) for s in cfg.sources],
-    }
-    for record in pending:
-        try:
-            rid = log_version_run(
-                settings,
-                collection=cfg.collection,
-                version=record.version,
-                full=record.full,
-                stats=record.stats,
-                params={**params, "full": str(record.full).lower()},
-            )
-        except Exception as exc:  # the version stands; the next refresh retries the logging
-            log.warning("index %s: MLflow logging of version %s failed: %s",
-                        cfg.collection, record.version, exc)  # fmt: skip
-            continue
-        state.set_run_id(record.version, rid)
-        if record.version == version:
-            run_id = rid
-    return run_id
-
-
 def _batches(items: list[Any], size: int) -> Iterable[list[Any]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
@@ -496,8 +370,6 @@ def _as_int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _pause(point: str) -> None:
-    """The test hook: sleep at `point` if LLMOPS_INDEX_PAUSE_AT names it (see module doc)."""
-    if os.environ.get(PAUSE_ENV) == point:
-        print(f"llmops-index-paused {point}", file=sys.stderr, flush=True)
-        time.sleep(3600)
+def _step(name: str) -> None:
+    if step_hook is not None:
+        step_hook(name)

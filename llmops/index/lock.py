@@ -22,7 +22,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from llmops.index.errors import IndexLockedError
+from llmops.errors import IndexLockedError
 
 
 def lock_path(home: Path, collection: str) -> Path:

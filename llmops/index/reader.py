@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from llmops.config import Settings, get_settings
+from llmops.errors import IndexNotBuiltError
 from llmops.index.chunking import HASH_KEY
 from llmops.index.config import IndexConfig, load_index_config
 from llmops.index.embed import encode, load_embedder
-from llmops.index.errors import IndexNotBuiltError
 from llmops.index.lock import owner_alive, read_owner
 from llmops.index.state import IndexState
 from llmops.index.store import (

@@ -25,14 +25,28 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from llmops.index.config import SourceConfig
-from llmops.index.errors import SourceError
+from llmops.errors import SourceError
 
 Scalar = str | int | float | bool
 # Metadata keys the index writes itself; a source may not set them.
 RESERVED_KEYS = frozenset({"doc_id", "source", "record_hash"})
+
+
+class SourceConfig(BaseModel):
+    """What every source has; each kind subclasses it with its own keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str = Field(description="registered source kind: python-docs, files, jsonl, ...")
+    name: str | None = Field(
+        None, description="prefix of this source's document ids (default: the kind); unique"
+    )
+
+    @property
+    def source_name(self) -> str:
+        return self.name or self.kind
 
 
 @dataclass(frozen=True)

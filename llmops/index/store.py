@@ -22,7 +22,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from llmops.config import VectorSettings
-from llmops.index.errors import VectorStoreError
+from llmops.errors import VectorStoreError
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from llmops.serving.errors import ForbiddenError, RateLimitedError, UnauthorizedError
+from llmops.errors import ForbiddenError, RateLimitedError, UnauthorizedError
 from llmops.serving.gateway import Gateway
 from llmops.serving.keys import SCOPES, key_from_header
 from llmops.serving.limits import RateLimiter

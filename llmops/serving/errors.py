@@ -1,4 +1,7 @@
-"""Errors of the gateway, and their translation into OpenAI's error body.
+"""The gateway's translation of errors into OpenAI's error body.
+
+The error classes live in `llmops.errors` (`GatewayError` and its subclasses,
+with every other llmops error); this module maps them onto HTTP:
 
 `{"error": {"message": ..., "type": ..., "param": ..., "code": ...}}` with the
 status of the llmops error (`http_status`), so OpenAI clients raise the right
@@ -26,80 +29,6 @@ TYPES = {
     413: "invalid_request_error", 422: "invalid_request_error", 429: "rate_limit_error",
     500: "api_error", 502: "api_error", 503: "service_unavailable", 504: "timeout_error",
 }
-
-
-class GatewayError(LlmopsError):
-    """An error the gateway answers with; `code`, `param` and headers go into the response."""
-
-    http_status = 400
-    code: str | None = None
-
-    def __init__(self, message: str, *, param: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.param = param
-        self.headers = headers or {}
-
-
-class BadRequestError(GatewayError):
-    """The request is malformed."""
-
-    http_status = 400
-
-
-class UnauthorizedError(GatewayError):
-    """No API key, or one the gateway does not know."""
-
-    http_status = 401
-    code = "invalid_api_key"
-
-
-class ForbiddenError(GatewayError):
-    """The key's role may not use this route."""
-
-    http_status = 403
-    code = "insufficient_role"
-
-
-class ModelNotFoundError(GatewayError):
-    """The `model` names no endpoint of the routes."""
-
-    http_status = 404
-    code = "model_not_found"
-
-
-class NotFoundGatewayError(GatewayError):
-    """A resource named in the request does not exist."""
-
-    http_status = 404
-
-
-class BodyTooLargeError(GatewayError):
-    """The request body is above the gateway's cap."""
-
-    http_status = 413
-    code = "request_too_large"
-
-
-class OverCapError(GatewayError):
-    """`max_tokens` is above the endpoint's cap."""
-
-    http_status = 422
-    code = "max_tokens_over_cap"
-
-
-class RateLimitedError(GatewayError):
-    """The key sent more requests than its rate allows."""
-
-    http_status = 429
-    code = "rate_limit_exceeded"
-
-
-class BusyError(GatewayError):
-    """The endpoint is at its maximum of concurrent requests, or a variant is not loaded."""
-
-    http_status = 503
-    code = "overloaded"
 
 
 def error_body(status: int, message: str, *, code: str | None = None,

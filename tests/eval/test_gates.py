@@ -168,16 +168,41 @@ def test_two_gates_racing_for_production_one_wins_the_other_fails_cleanly(
 
 def test_production_without_an_evaluation_is_evaluated_by_the_gate(eval_project: Path) -> None:
     first = _production(eval_project)
-    from llmops.eval.results import EVALUATIONS, Results
+    from llmops.eval.results import Results
+    from llmops.store import EVALUATIONS
 
     res = Results()
-    with res.engine.begin() as conn:  # as if the dataset had changed since
+    with res.store.engine.begin() as conn:  # as if the dataset had changed since
         conn.execute(EVALUATIONS.delete().where(EVALUATIONS.c.version == first))
-    _candidate(eval_project, description="another")
-    with pytest.raises(AssertionError):
-        assert run_gate(NAME, dry_run=True, evaluate_production=False).passed
-    assert run_gate(NAME, dry_run=True).passed
-    assert res.evaluations(model=NAME, version=first)
+    second = _candidate(eval_project, description="another")
+    gated = ("hit_rate", "semantic_similarity", "string_similarity")
+
+    # told not to evaluate production, the gate has nothing to compare with: it fails closed
+    d = run_gate(NAME, dry_run=True, evaluate_production=False)
+    assert (d.passed, d.production, d.moved, d.archived) == (False, first, False, False)
+    assert {(c.group, c.name): c.detail for c in d.failures} == {
+        ("comparison", m): "production has no evaluation on this dataset version" for m in gated}
+    assert d.reason().startswith(f"gate FAIL {NAME}/{second} against production {first} on qa@")
+    assert res.evaluations(model=NAME, version=first) == []
+
+    # by default it evaluates production on the current dataset version, then compares
+    d = run_gate(NAME, dry_run=True)
+    assert (d.passed, d.production, d.moved, d.archived) == (True, first, False, False)
+    prod_evals = res.evaluations(model=NAME, version=first, dataset_version=d.dataset_version)
+    assert len(prod_evals) == 1
+    compared = {c.name: c.numbers for c in d.checks if c.group == "comparison"}
+    assert set(compared) == set(gated)
+    for metric in gated:  # production's numbers are those of the evaluation the gate ran
+        assert compared[metric]["production"] == pytest.approx(
+            prod_evals[0]["summary"][metric]["mean"])
+    assert compared["hit_rate"] == {"candidate": 1.0, "production": 1.0, "tolerance": 0.1}
+    assert _aliases() == {"production": first, "staging": second}  # a dry run moves nothing
+    assert "gate.decision" not in get_registry().get(NAME, second).tags
+
+    # the real run moves production, comparing against that evaluation (not a new one)
+    d = run_gate(NAME)
+    assert d.passed and d.moved and _aliases() == {"production": second, "staging": second}
+    assert [e["id"] for e in res.evaluations(model=NAME, version=first)] == [prod_evals[0]["id"]]
 
 
 def test_a_prompt_is_gated_through_its_chain(eval_project: Path) -> None:

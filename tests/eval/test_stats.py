@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from llmops.errors import EvalError
+from llmops.errors import EvalError, StatsError
 from llmops.eval.stats import (
     Proportion,
-    StatsError,
     diff_interval,
     prob_better,
     two_proportion_test,

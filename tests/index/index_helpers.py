@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -135,12 +134,29 @@ def assert_same_index(actual: Snapshot, expected: Snapshot) -> None:
         np.testing.assert_allclose(got_emb, emb, atol=1e-4, err_msg=cid)
 
 
-def run_refresh_subprocess(pause_at: str, *args: str, timeout: float = 120) -> subprocess.Popen[str]:
-    """`llmops index refresh` in a child process that stops at `pause_at` (see job.py)."""
-    env = {**os.environ, "LLMOPS_INDEX_PAUSE_AT": pause_at}
+# A child process that fills the refresh's step hook, then runs the refresh job: at
+# the step named by argv[1] it says so on stderr and waits to be killed.
+_PAUSED_REFRESH = """
+import sys, time
+
+from llmops.index import job
+
+def pause(step):
+    if step == sys.argv[1]:
+        print(f"llmops-index-paused {step}", file=sys.stderr, flush=True)
+        time.sleep(3600)
+
+job.step_hook = pause
+job.refresh(full=sys.argv[2] == "full", progress=False)
+"""
+
+
+def run_refresh_subprocess(
+    pause_at: str, *, full: bool = False, timeout: float = 120
+) -> subprocess.Popen[str]:
+    """A refresh in a child process that stops at step `pause_at` (see llmops/index/job.py)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llmops.index.cli", "refresh", "--no-progress", *args],
-        env=env,
+        [sys.executable, "-c", _PAUSED_REFRESH, pause_at, "full" if full else "incremental"],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,

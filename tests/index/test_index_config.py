@@ -9,11 +9,11 @@ import pytest
 from index_helpers import INDEX_SECTION, Project
 from typer.testing import CliRunner
 
+from llmops.cli import app
 from llmops.config import get_settings
 from llmops.errors import ConfigError
 from llmops.index import IndexConfig, SourceError, load_index_config, refresh, source_kinds
 from llmops.index.chunking import chunk_documents
-from llmops.index.cli import app
 from llmops.index.sources import Document, Source, html_to_text, register_source
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +58,7 @@ def test_bad_config_gives_a_clear_error(
 
 def test_bad_config_at_the_cli_edge(project: Project) -> None:
     project.write_config(_with_source(kind="rss"))
-    result = CliRunner().invoke(app, ["refresh", "--no-progress"])
+    result = CliRunner().invoke(app, ["index", "refresh", "--no-progress"])
     assert result.exit_code == 2
     assert "error: " in result.output and "unknown source kind 'rss'" in result.output
 

@@ -1,7 +1,7 @@
 """A refresh killed with SIGKILL at any point, then a normal refresh, equals a clean build.
 
-The child is `llmops index refresh` paused at a named point by the
-LLMOPS_INDEX_PAUSE_AT hook (see llmops/index/job.py), then killed.
+The child fills the refresh's step hook (`llmops.index.job.step_hook`) and runs
+the refresh: it pauses at the named step, then is killed.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 from index_helpers import KB, Project, Snapshot, assert_same_index, run_refresh_subprocess, snapshot
 
-from llmops.index import current_version, query, refresh, status
+from llmops.index import current_version, job, query, refresh, status
 
 pytestmark = pytest.mark.slow
 
@@ -65,3 +65,19 @@ def test_sigkill_then_refresh_equals_clean_build(
     history = status().history
     assert [h["version"] for h in history] == [2, 1]
     assert all(h["mlflow_run_id"] for h in history)  # a run the kill prevented is logged now
+
+
+def test_the_step_hook_sees_each_step_in_order(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps: list[str] = []
+    monkeypatch.setattr(job, "step_hook", steps.append)
+    refresh(progress=False)
+    assert [s for s in steps if not s.startswith("batch-")] == [
+        "dirty", "written", "updated", "deleted", "state-committed", "committed"
+    ]
+    batches = [s for s in steps if s.startswith("batch-")]
+    assert batches == [f"batch-{n}" for n in range(1, len(batches) + 1)] and len(batches) > 1
+    steps.clear()
+    refresh(progress=False)  # nothing changed: nothing marked dirty, nothing committed
+    assert steps == ["written", "updated", "deleted"]

@@ -35,7 +35,7 @@ def test_server_mode(
 
     # Another process, another client: sees version 2 through the server.
     out = subprocess.run(
-        [sys.executable, "-m", "llmops.index.cli", "query", "cool the loaf before slicing",
+        [sys.executable, "-m", "llmops.cli", "index", "query", "cool the loaf before slicing",
          "-k", "1", "--json"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip

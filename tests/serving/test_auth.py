@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,23 +18,81 @@ from tests.serving.conftest import auth
 Q = [{"role": "user", "content": "hello"}]
 ROLES = ("client", "reviewer", "admin")
 OPEN = None  # no key needed
+RID = "{rid}"  # in a path or body: the id of a request answered before the call
+Check = Callable[[Any, str, str], bool]  # (response, caller's key name or "", rid) -> ok
 
-# (method, path template, path to call, json body or None, roles allowed)
-MATRIX: list[tuple[str, str, str, Any, set[str] | None]] = [
+
+def _chat_answer(r: Any, who: str, rid: str) -> bool:
+    choice = r.json()["choices"][0]
+    return r.json()["object"] == "chat.completion" and bool(choice["message"]["content"])
+
+
+def _models(r: Any, who: str, rid: str) -> bool:
+    body = r.json()
+    return body["object"] == "list" and [m["id"] for m in body["data"]] == [
+        "chat", "flaky", "mock", "shadowed"]
+
+
+def _model(r: Any, who: str, rid: str) -> bool:
+    return r.json()["id"] == "chat" and r.json()["variants"] == ["production", "staging"]
+
+
+def _vote(r: Any, who: str, rid: str) -> bool:
+    body = r.json()
+    return (body["object"], body["request_id"], body["reviewer"], body["rating"],
+            body["votes"]) == ("feedback", rid, who, "up", 1)
+
+
+def _no_votes(r: Any, who: str, rid: str) -> bool:
+    return r.json() == {"object": "list", "data": [], "has_more": False}
+
+
+def _review_page(r: Any, who: str, rid: str) -> bool:
+    return (r.headers["content-type"].startswith("text/html") and "Review answers" in r.text
+            and rid in r.text and f"signed in as {who}" in r.text)
+
+
+def _review_vote(r: Any, who: str, rid: str) -> bool:
+    return r.headers["location"] == f"/review#{rid}"
+
+
+def _served(r: Any, who: str, rid: str) -> bool:
+    chat = r.json()["endpoints"]["chat"]
+    return (chat["production"]["version"], chat["staging"]["version"]) == (1, 2)
+
+
+def _metrics(r: Any, who: str, rid: str) -> bool:
+    return (r.headers["content-type"].startswith("text/plain")
+            and 'llmops_requests_total{endpoint="chat"' in r.text)
+
+
+def _health(r: Any, who: str, rid: str) -> bool:
+    return r.json() == {"status": "ok"}
+
+
+def _ready(r: Any, who: str, rid: str) -> bool:
+    return r.json()["status"] == "ready"
+
+
+# (method, path template, path to call, json body or None, roles allowed,
+#  status and check of an allowed call)
+MATRIX: list[tuple[str, str, str, Any, set[str] | None, int, Check]] = [
     ("POST", "/v1/chat/completions", "/v1/chat/completions", {"model": "chat", "messages": Q},
-     {"client", "admin"}),
-    ("GET", "/v1/models", "/v1/models", None, {"client", "reviewer", "admin"}),
-    ("GET", "/v1/models/{model}", "/v1/models/chat", None, {"client", "reviewer", "admin"}),
-    ("POST", "/v1/feedback", "/v1/feedback", {"request_id": "x", "rating": "up"},
-     {"reviewer", "admin"}),
-    ("GET", "/v1/feedback", "/v1/feedback", None, {"reviewer", "admin"}),
-    ("GET", "/review", "/review", None, {"reviewer", "admin"}),
-    ("POST", "/review/{request_id}", "/review/x", "form", {"reviewer", "admin"}),
-    ("POST", "/admin/reload", "/admin/reload", None, {"admin"}),
-    ("GET", "/admin/status", "/admin/status", None, {"admin"}),
-    ("GET", "/metrics", "/metrics", None, {"admin"}),
-    ("GET", "/healthz", "/healthz", None, OPEN),
-    ("GET", "/readyz", "/readyz", None, OPEN),
+     {"client", "admin"}, 200, _chat_answer),
+    ("GET", "/v1/models", "/v1/models", None, {"client", "reviewer", "admin"}, 200, _models),
+    ("GET", "/v1/models/{model}", "/v1/models/chat", None, {"client", "reviewer", "admin"},
+     200, _model),
+    ("POST", "/v1/feedback", "/v1/feedback", {"request_id": RID, "rating": "up"},
+     {"reviewer", "admin"}, 200, _vote),
+    ("GET", "/v1/feedback", "/v1/feedback", None, {"reviewer", "admin"}, 200, _no_votes),
+    ("GET", "/review", "/review", None, {"reviewer", "admin"}, 200, _review_page),
+    ("POST", "/review/{request_id}", f"/review/{RID}", "form", {"reviewer", "admin"},
+     303, _review_vote),
+    ("POST", "/admin/reload", "/admin/reload", None, {"admin"}, 200, _served),
+    ("GET", "/admin/status", "/admin/status", None, {"admin"}, 200, _served),
+    ("GET", "/metrics", "/metrics", None, {"admin"}, 200, _metrics),
+    ("GET", "/healthz", "/healthz", None, OPEN, 200, _health),
+    ("GET", "/readyz", "/readyz", None, OPEN, 200, _ready),
 ]
 
 
@@ -46,36 +105,55 @@ def _call(client: TestClient, method: str, path: str, body: Any,
     return client.request(method, path, headers=headers, json=body)
 
 
+def _openai_error(r: Any, status: int, type_: str, code: str) -> None:
+    """`r` is an OpenAI error: the status, and exactly the four fields of the body."""
+    assert r.status_code == status, (r.status_code, r.text)
+    err = r.json()["error"]
+    assert set(r.json()) == {"error"} and set(err) == {"message", "type", "param", "code"}
+    assert (err["type"], err["code"], err["param"]) == (type_, code, None), err
+    assert isinstance(err["message"], str) and err["message"]
+
+
 def test_the_matrix_covers_every_route(client: TestClient) -> None:
     paths = client.app.openapi()["paths"]  # type: ignore[attr-defined]
     routes = {(m.upper(), p) for p, ops in paths.items() for m in ops}
     assert routes == {(m, p) for m, p, *_ in MATRIX}
 
 
-@pytest.mark.parametrize(("method", "route", "path", "body", "allowed"), MATRIX,
+@pytest.mark.parametrize(("method", "route", "path", "body", "allowed", "ok", "check"), MATRIX,
                          ids=[f"{m} {t}" for m, t, *_ in MATRIX])
 def test_authorization_matrix(
     client: TestClient, keys: dict[str, str], method: str, route: str, path: str,
-    body: Any, allowed: set[str] | None,
+    body: Any, allowed: set[str] | None, ok: int, check: Check,
 ) -> None:
     gw = client.app.state.gateway  # type: ignore[attr-defined]
     store = gw.store
+    answered = client.post("/v1/chat/completions", headers=auth(keys["client"]),
+                           json={"model": "chat", "messages": Q})
+    assert answered.status_code == 200, answered.text
+    rid = answered.json()["id"]
+    path = path.replace(RID, rid)
+    if isinstance(body, dict):
+        body = {k: rid if v == RID else v for k, v in body.items()}
     for who, headers in [("none", {}), ("bad", auth("llmops-kbad-not-a-key")),
                          ("basic-bad", {"Authorization": "Basic " + base64.b64encode(
                              b"x:wrong").decode()})]:
-        status = _call(client, method, path, body, headers).status_code
+        r = _call(client, method, path, body, headers)
         if allowed is OPEN:
-            assert status == 200, (who, status)
+            assert r.status_code == ok and check(r, "", rid), (who, r.status_code, r.text)
         else:
-            assert status == 401, (who, status)
+            _openai_error(r, 401, "authentication_error", "invalid_api_key")
+            assert r.headers["www-authenticate"].startswith(
+                "Basic" if route.startswith("/review") else "Bearer"), who
     for role in ROLES:
         record = store.find_key(hash_key(keys[role]))
         r = _call(client, method, path, body, auth(keys[role]), _token(gw, record))
         if allowed is OPEN or role in allowed:
-            assert r.status_code not in (401, 403), (role, r.status_code, r.text)
+            assert r.status_code == ok, (role, r.status_code, r.text)
+            assert check(r, record.name, rid), (role, r.text[:2000])
         else:
-            assert r.status_code == 403, (role, r.status_code)
-            assert r.json()["error"]["type"] == "permission_error"
+            _openai_error(r, 403, "permission_error", "insufficient_role")
+            assert f"role {role}" in r.json()["error"]["message"], (role, r.text)
 
 
 def test_401_bodies_are_openai_errors_with_a_challenge(client: TestClient) -> None:

@@ -171,20 +171,50 @@ def test_malformed_requests_get_400_naming_the_field(
     assert mock.state.calls == 0
 
 
+# Chosen by their hash so that both variants of `chat` (90/10) are hit: ivan, peggy and
+# trent land on staging, the others on production.
+STICKY_USERS = ("alice", "bob", "carol", "ivan", "peggy", "trent")
+CHAT_VERSION = {"production": 1, "staging": 2}  # the aliases of chain.chat in conftest
+
+
 def test_sticky_users_across_requests_and_the_header(client: TestClient,
                                                      keys: dict[str, str]) -> None:
     from llmops.serving.router import assign
 
-    weights = [("production", 90), ("staging", 10)]
-    for user in ("alice", "bob", "carol", "dave", "erin", "frank"):
-        expected = assign("chat", user, weights)
-        seen = {client.post("/v1/chat/completions", headers=auth(keys["client"]),
-                            json={"model": "chat", "messages": Q, "user": user}
-                            ).headers["x-llmops-variant"] for _ in range(3)}
-        by_header = client.post("/v1/chat/completions",
-                                headers={**auth(keys["client"]), "x-llmops-user": user},
-                                json={"model": "chat", "messages": Q}).headers["x-llmops-variant"]
-        assert seen == {expected} and by_header == expected
+    endpoint = client.app.state.gateway.routes.endpoints["chat"]  # type: ignore[attr-defined]
+    weights = [(v.label, v.weight) for v in endpoint.variants]
+    assert weights == [("production", 90), ("staging", 10)]
+    expected = {user: assign("chat", user, weights) for user in STICKY_USERS}
+    assert set(expected.values()) == {"production", "staging"}  # the users cover both
+    store = Store.open()
+
+    def variant_of(user: str, *, by_header: bool) -> str:
+        """The variant the gateway answered with; the header and the logged row must agree."""
+        headers, body = auth(keys["client"]), {"model": "chat", "messages": Q}
+        if by_header:
+            headers["x-llmops-user"] = user
+        else:
+            body["user"] = user
+        r = client.post("/v1/chat/completions", headers=headers, json=body)
+        assert r.status_code == 200, r.text
+        variant = r.headers["x-llmops-variant"]
+        row = store.get_request(r.json()["id"])
+        assert row is not None and row["endpoint"] == "chat", (user, row)
+        assert row["variant"] == variant, (user, variant, row["variant"])
+        assert row["chain_version"] == CHAT_VERSION[variant], (user, variant, row)
+        assert r.headers["x-llmops-chain"] == f"chain.chat/{CHAT_VERSION[variant]}"
+        assert row["user"] == user  # the sticky key is logged, from the body or the header
+        return variant
+
+    for user, want in expected.items():
+        got = [variant_of(user, by_header=False) for _ in range(3)]
+        got.append(variant_of(user, by_header=True))
+        assert got == [want] * 4, f"{user}: served {got}, assigned {want}"
+
+    # over many users the split follows the weights (deterministic: the hash is)
+    served = [variant_of(f"user-{i}", by_header=False) for i in range(200)]
+    share = served.count("staging") / len(served)
+    assert 0.04 <= share <= 0.2, f"staging got {share:.1%} of 200 users; its weight is 10%"
 
 
 def test_clients_hanging_up_on_streams_free_their_slots_and_rows(

@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
+from llmops.errors import NotFoundGatewayError
 from llmops.serving.deps import GatewayDep, ReviewerKey
-from llmops.serving.errors import NotFoundGatewayError
 from llmops.serving.gateway import Gateway
 from llmops.serving.schemas import FeedbackIn, FeedbackList, FeedbackOut, errors
 from llmops.store import KeyRecord, UnknownRequestError

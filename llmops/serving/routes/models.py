@@ -24,7 +24,7 @@ async def list_models(key: AnyKey, gw: GatewayDep) -> ModelList:
 
 @router.get("/v1/models/{model}", response_model=Model, responses=errors(401, 403, 404, 429))
 async def get_model(model: str, key: AnyKey, gw: GatewayDep) -> Model:
-    from llmops.serving.errors import ModelNotFoundError
+    from llmops.errors import ModelNotFoundError
 
     if model not in gw.routes.endpoints:
         raise ModelNotFoundError(f"the model {model!r} does not exist", param="model")

@@ -16,8 +16,8 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
+from llmops.errors import BadRequestError, ForbiddenError
 from llmops.serving.deps import GatewayDep, ReviewerKey
-from llmops.serving.errors import BadRequestError, ForbiddenError
 from llmops.serving.gateway import Gateway
 from llmops.serving.routes.feedback import record_vote
 from llmops.serving.schemas import errors

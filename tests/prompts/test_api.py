@@ -17,8 +17,7 @@ from llmops import prompts
 from llmops.config import Settings
 from llmops.errors import AliasConflictError, SpecError
 from llmops.registry import Registry, get_registry
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
 
 
 def snapshot(reg: Registry) -> dict[str, Any]:

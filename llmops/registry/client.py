@@ -1,7 +1,5 @@
-"""The MLflow Model Registry, the llmops way. The only module that uses the MLflow client.
+"""The `Registry`: registered models, versions, aliases and their audit, on the MLflow client.
 
-Conventions (see ARCHITECTURE.md):
-- names are `prompt.<name>`, `chain.<name>`, `adapter.<name>`, `tabular.<name>`;
 - registering content whose hash is already registered returns that version;
 - every version carries the git commit it was made from;
 - alias moves are compare-and-set and leave an audit record, kept as tags of
@@ -19,159 +17,39 @@ import contextlib
 import getpass
 import json
 import os
-import re
 import shutil
 import socket
-import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from filelock import FileLock
 
-from llmops.config import Settings, get_settings
+from llmops.config import get_settings
 from llmops.errors import AliasConflictError, NotFoundError, RegistryError
+from llmops.registry.refs import (
+    ALIAS_RE,
+    ANY,
+    AUDIT_PREFIX,
+    TAG_ARCHIVED,
+    TAG_ARCHIVED_REASON,
+    TAG_COMMIT,
+    TAG_DIRTY,
+    TAG_HASH,
+    AuditRecord,
+    Ref,
+    VersionInfo,
+    check_name,
+)
+from llmops.registry.runs import RunLog, Tracking, git_commit
 
-if TYPE_CHECKING:
-    import pandas as pd
-    from mlflow import MlflowClient
-
-TAG_HASH = "llmops.content_hash"
-TAG_COMMIT = "llmops.git_commit"
-TAG_DIRTY = "llmops.git_dirty"
-TAG_ARCHIVED = "llmops.archived"
-TAG_ARCHIVED_REASON = "llmops.archived_reason"
-AUDIT_PREFIX = "llmops.audit."
-KINDS = ("prompt", "chain", "adapter", "tabular")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-_REF_RE = re.compile(r"^(?P<name>[^@/\s]+)(?:@(?P<alias>[A-Za-z][A-Za-z0-9_\-]*)|/(?P<version>\d+))?$")
-
-
-class _Any:
-    """Sentinel: move an alias whatever version it points at now."""
-
-    def __repr__(self) -> str:
-        return "ANY"
-
-
-ANY: Any = _Any()
-
-
-@dataclass(frozen=True)
-class VersionInfo:
-    """One registered version, with its aliases and tags."""
-
-    name: str
-    version: int
-    aliases: tuple[str, ...]
-    tags: Mapping[str, str]
-    description: str
-    created_at: datetime
-    source: str
-    run_id: str | None
-
-    @property
-    def ref(self) -> str:
-        return f"{self.name}/{self.version}"
-
-    @property
-    def archived(self) -> bool:
-        return self.tags.get(TAG_ARCHIVED) == "true"
-
-    @property
-    def content_hash(self) -> str | None:
-        return self.tags.get(TAG_HASH)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": self.version,
-            "aliases": list(self.aliases),
-            "archived": self.archived,
-            "description": self.description,
-            "created_at": self.created_at.isoformat(),
-            "run_id": self.run_id,
-            "tags": dict(self.tags),
-        }
-
-
-@dataclass(frozen=True)
-class AuditRecord:
-    """One alias move (or archive) of a registered model."""
-
-    seq: int
-    action: str  # "move", "delete" or "archive"
-    alias: str | None
-    from_version: int | None
-    to_version: int | None
-    actor: str
-    at: str
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "action": self.action,
-            "alias": self.alias,
-            "from": self.from_version,
-            "to": self.to_version,
-            "actor": self.actor,
-            "at": self.at,
-            "reason": self.reason,
-        }
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A parsed reference: `name@alias`, `name/3`, or `name` (the latest version)."""
-
-    name: str
-    alias: str | None = None
-    version: int | None = None
-
-    @classmethod
-    def parse(cls, text: str, *, kind: str | None = None) -> Ref:
-        """Parse a reference; with `kind`, a bare `qa@staging` means `<kind>.qa@staging`."""
-        text = text.strip()
-        if text.startswith("models:/"):
-            text = text.removeprefix("models:/")
-        m = _REF_RE.match(text)
-        if not m:
-            raise RegistryError(
-                f"bad model reference {text!r}: expected NAME, NAME@ALIAS or NAME/VERSION"
-            )
-        name = m["name"]
-        if kind and not name.startswith(f"{kind}."):
-            name = f"{kind}.{name}"
-        return cls(name, m["alias"], int(m["version"]) if m["version"] else None)
-
-    def __str__(self) -> str:
-        if self.alias:
-            return f"{self.name}@{self.alias}"
-        if self.version is not None:
-            return f"{self.name}/{self.version}"
-        return self.name
-
-
-def git_commit(project_dir: Path) -> tuple[str, bool]:
-    """(HEAD commit, whether the work tree has uncommitted changes); 'unknown' outside git."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=project_dir, capture_output=True, text=True,
-            check=True, timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=project_dir,
-            capture_output=True, text=True, check=True, timeout=10,
-        ).stdout.strip()
-        return sha, bool(dirty)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown", False
+_thread_locks: dict[str, threading.RLock] = {}
+_thread_locks_guard = threading.Lock()
+_file_locks: dict[str, FileLock] = {}
 
 
 def actor() -> str:
@@ -186,86 +64,8 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-_thread_locks: dict[str, threading.RLock] = {}
-_thread_locks_guard = threading.Lock()
-_file_locks: dict[str, FileLock] = {}
-
-
-class RunLog:
-    """An MLflow run being written, through the client (thread-safe, no global state)."""
-
-    def __init__(self, client: MlflowClient, run_id: str, experiment_id: str) -> None:
-        self.client = client
-        self.run_id = run_id
-        self.experiment_id = experiment_id
-
-    def log_params(self, params: Mapping[str, Any]) -> None:
-        for key, value in params.items():
-            self.client.log_param(self.run_id, key, str(value)[:6000])
-
-    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
-        for key, value in metrics.items():
-            self.client.log_metric(self.run_id, key, float(value), step=step)
-
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, str(value))
-
-    def log_batch(
-        self,
-        *,
-        params: Mapping[str, Any] | None = None,
-        metrics: Mapping[str, float] | None = None,
-        tags: Mapping[str, Any] | None = None,
-    ) -> None:
-        """Params, metrics and tags in one round trip (strings: params as given, else JSON)."""
-        from mlflow.entities import Metric, Param, RunTag
-
-        now = int(time.time() * 1000)
-        self.client.log_batch(
-            self.run_id,
-            metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
-            params=[Param(k, (v if isinstance(v, str) else json.dumps(v, sort_keys=True))[:6000])
-                    for k, v in sorted((params or {}).items())],
-            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
-        )
-
-    def log_dict(self, data: Any, artifact_file: str) -> None:
-        self.client.log_dict(self.run_id, data, artifact_file)
-
-    def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
-
-    def log_table(self, df: pd.DataFrame, artifact_file: str) -> None:
-        self.client.log_table(self.run_id, df, artifact_file)
-
-    def log_artifacts(self, local_dir: Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
-
-    def log_artifact(self, local_path: Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(local_path), artifact_path)
-
-
-class Registry:
+class Registry(Tracking):
     """Model-registry operations on the tracking and registry URIs of the settings."""
-
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.settings = settings or get_settings()
-        self._client: MlflowClient | None = None
-
-    @property
-    def client(self) -> MlflowClient:
-        if self._client is None:
-            # MLflow draws a progress bar on stderr for every small download.
-            os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-            from mlflow import MlflowClient
-
-            self.settings.ensure_home()
-            self._client = MlflowClient(
-                tracking_uri=self.settings.mlflow_tracking_uri,
-                registry_uri=self.settings.mlflow_registry_uri,
-            )
-        return self._client
 
     # -- locking -----------------------------------------------------------------
     @contextlib.contextmanager
@@ -279,42 +79,6 @@ class Registry:
             flock = _file_locks.setdefault(path, FileLock(path, timeout=120))
         with tlock, flock:
             yield
-
-    # -- runs ----------------------------------------------------------------------
-    def experiment_id(self, area: str) -> str:
-        """The experiment `<prefix>/<area>`, created on first use."""
-        from mlflow.exceptions import MlflowException
-
-        name = f"{self.settings.experiment_prefix}/{area}"
-        exp = self.client.get_experiment_by_name(name)
-        if exp is not None:
-            return str(exp.experiment_id)
-        location = f"{self.settings.artifact_root}/{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}"
-        try:
-            return str(self.client.create_experiment(name, artifact_location=location))
-        except MlflowException:  # another thread or process created it first
-            exp = self.client.get_experiment_by_name(name)
-            if exp is None:
-                raise
-            return str(exp.experiment_id)
-
-    @contextlib.contextmanager
-    def run(
-        self, area: str, run_name: str, *, tags: Mapping[str, Any] | None = None
-    ) -> Iterator[RunLog]:
-        """An MLflow run in experiment `<prefix>/<area>`; FAILED if the block raises."""
-        exp_id = self.experiment_id(area)
-        sha, dirty = git_commit(self.settings.project_dir)
-        all_tags = {"mlflow.source.git.commit": sha, TAG_DIRTY: str(dirty).lower()}
-        all_tags.update({k: str(v) for k, v in (tags or {}).items()})
-        run = self.client.create_run(exp_id, run_name=run_name, tags=all_tags)
-        log = RunLog(self.client, run.info.run_id, exp_id)
-        try:
-            yield log
-        except BaseException:
-            self.client.set_terminated(run.info.run_id, "FAILED")
-            raise
-        self.client.set_terminated(run.info.run_id, "FINISHED")
 
     # -- versions ------------------------------------------------------------------
     def _info(self, mv: Any, aliases: Mapping[str, int] | None = None) -> VersionInfo:
@@ -431,12 +195,7 @@ class Registry:
         """
         from mlflow.exceptions import MlflowException
 
-        kind, _, short = name.partition(".")
-        if not _NAME_RE.match(name) or kind not in KINDS or not short:
-            raise RegistryError(
-                f"bad registered model name {name!r}: expected <kind>.<name> with kind one of "
-                f"{', '.join(KINDS)}"
-            )
+        check_name(name)
         with self.lock(name):
             existing = self.find_by_hash(name, content_hash)
             if existing is not None:
@@ -500,7 +259,7 @@ class Registry:
 
         A mismatch raises AliasConflictError and changes nothing.
         """
-        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_\-]*", alias) or alias == "latest":
+        if not ALIAS_RE.fullmatch(alias) or alias == "latest":
             raise RegistryError(f"bad alias {alias!r}: letters, digits, '_' and '-'; not 'latest'")
         with self.lock(name):
             target = self.get(name, version)
@@ -556,17 +315,8 @@ class Registry:
     def history(self, name: str) -> list[AuditRecord]:
         """Every alias move and archive of `name`, oldest first."""
         tags = self._registered(name).tags or {}
-        records = []
-        for key, value in tags.items():
-            if key.startswith(AUDIT_PREFIX):
-                d = json.loads(value)
-                records.append(
-                    AuditRecord(
-                        seq=d["seq"], action=d["action"], alias=d["alias"],
-                        from_version=d["from"], to_version=d["to"], actor=d["actor"],
-                        at=d["at"], reason=d["reason"],
-                    )
-                )
+        records = [AuditRecord.from_dict(json.loads(value))
+                   for key, value in tags.items() if key.startswith(AUDIT_PREFIX)]
         return sorted(records, key=lambda r: r.seq)
 
 

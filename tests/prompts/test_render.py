@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 from llmops.errors import RenderError, SpecError
 from llmops.prompts import load_spec, render_messages
 from llmops.prompts.spec import PromptSpec, parse_spec
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
 
 # A small valid spec: one trusted optional variable in the system message, two
 # untrusted ones in the user message.
