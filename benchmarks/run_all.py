@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["index_refresh.py", "chains.py", "gateway.py", "eval_overhead.py"]
+SCRIPTS = ["index_refresh.py", "chains.py", "local_batching.py", "gateway.py",
+           "eval_overhead.py"]
 
 
 def main() -> int:

@@ -66,7 +66,9 @@ class EvalSettings(_Strict):
     judge_model: str = Field("judge", description="the judge's model name at that endpoint")
     judge_api_key: str | None = Field(None, description="API key of the judge endpoint")
     judge_timeout_s: float = Field(60.0, gt=0, description="per judge call, seconds")
-    concurrency: int = Field(4, ge=1, le=256, description="items evaluated at once")
+    concurrency: int = Field(
+        8, ge=1, le=256,
+        description="items answered and scored at once (the local model batches them)")
 
 
 class Settings(BaseSettings):
@@ -251,7 +253,7 @@ def _problems(
     out = []
     for err in exc.errors():
         loc = tuple(err["loc"])
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")  # a validator's own message
         if loc and loc[-1] == "[key]":  # a dict key (e.g. a profile name) is not allowed
             loc, msg = loc[:-1], f"key not allowed: {msg}"
         if err["type"] == "extra_forbidden":

@@ -141,10 +141,10 @@ def demo(
         for s in result.sources:
             typer.echo(f"     {s['score']:.3f}  {s['title']}  ({s['id']})")
         lin = result.lineage
-        typer.echo(f"   lineage: {lin['chain']}/{lin['chain_version']} <- "
-                   f"{lin['prompt']}/{lin['prompt_version']}, index {lin['index_collection']} "
-                   f"v{lin['index_version']}, {lin['base_model']}, "
-                   f"{lin['completion_tokens']} tokens in {lin['latency_ms'] / 1000:.1f} s")
+        typer.echo(f"   lineage: {lin.chain}/{lin.chain_version} <- "
+                   f"{lin.prompt}/{lin.prompt_version}, index {lin.index_collection} "
+                   f"v{lin.index_version}, {lin.base_model}, "
+                   f"{lin.completion_tokens} tokens in {(lin.latency_ms or 0) / 1000:.1f} s")
 
     with _step("6. the A/B candidate: chain.rag_qa with prompt.qa_brief, to staging; evaluate it"):
         candidate = chains.log(rag, prompt="qa_brief@production")

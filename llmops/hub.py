@@ -1,5 +1,8 @@
 """Model references to local files, and the in-process models loaded from them.
 
+Generation itself lives on the floor above (`llmops.llm`); this module only
+finds models and loads them.
+
 References:
 - `pypi:<package>`: a model shipped inside an installed PyPI package;
 - a local directory (absolute, or relative to the project);
@@ -21,9 +24,8 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from filelock import FileLock
@@ -136,90 +138,6 @@ def clear_model_cache() -> None:
     with _load_lock:
         _models.clear()
         _embedders.clear()
-
-
-def generate_chat(
-    messages: Sequence[Mapping[str, Any]],
-    *,
-    ref: str | None = None,
-    max_new_tokens: int = 128,
-    temperature: float = 0.0,
-    seed: int | None = None,
-) -> str:
-    """The base model's reply to chat messages: greedy at temperature 0, else sampled.
-
-    Example:
-        >>> generate_chat([{"role": "user", "content": "What is the capital of France?"}])
-        'The capital of France is Paris.'
-    """
-    model, tokenizer = load_causal_lm(ref)
-    options = generation_options(tokenizer, max_new_tokens=max_new_tokens,
-                                 temperature=temperature)
-    return chat_turn(model, tokenizer, messages, options, seed=seed)[0]
-
-
-def chat_turn(
-    model: Any,
-    tokenizer: Any,
-    messages: Sequence[Mapping[str, Any]],
-    options: Mapping[str, Any],
-    *,
-    seed: int | None = None,
-) -> tuple[str, int, int]:
-    """One reply of a loaded causal LM with `generation_options`: (text, prompt tokens,
-    new tokens).
-
-    The one generation path of llmops: `generate_chat` and the chains' `local` backend.
-    """
-    import torch
-
-    inputs = chat_inputs(model, tokenizer, messages)
-    generate: Any = model.generate  # the stubs do not know a causal LM has generate()
-    with seeded(seed), torch.inference_mode():
-        output = generate(**inputs, **options)
-    n_in = int(inputs["input_ids"].shape[1])
-    new_tokens = output[0, n_in:]
-    text = str(tokenizer.decode(new_tokens, skip_special_tokens=True)).strip()
-    return text, n_in, len(new_tokens)
-
-
-def chat_inputs(model: Any, tokenizer: Any, messages: Sequence[Mapping[str, Any]]) -> Any:
-    """The chat template applied, as tensors on the model's device."""
-    # Any: the stubs do not know that return_dict=True gives a BatchEncoding.
-    inputs: Any = tokenizer.apply_chat_template(
-        [dict(m) for m in messages], add_generation_prompt=True, return_tensors="pt",
-        return_dict=True)
-    return inputs.to(model.device)
-
-
-def generation_options(tokenizer: Any, *, max_new_tokens: int, temperature: float,
-                       repetition_penalty: float = 1.0) -> dict[str, Any]:
-    """`generate()` arguments: greedy at temperature 0 (no sampling knobs), else sampled."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, not {temperature}")
-    options: dict[str, Any] = {
-        "max_new_tokens": max_new_tokens,
-        "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None
-        else tokenizer.eos_token_id,
-    }
-    if repetition_penalty != 1.0:
-        options["repetition_penalty"] = repetition_penalty
-    if temperature > 0:
-        options.update(do_sample=True, temperature=temperature)
-    else:
-        options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    return options
-
-
-@contextlib.contextmanager
-def seeded(seed: int | None) -> Any:
-    """Seed torch for this block only: a seed must not reset the caller's random state."""
-    import torch
-
-    with torch.random.fork_rng(enabled=seed is not None):
-        if seed is not None:
-            torch.manual_seed(seed)
-        yield
 
 
 # pypi: GGUF packages, converted once per package version.

@@ -66,17 +66,29 @@ def make_app(state: MockState) -> FastAPI:
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             return JSONResponse({"error": {"message": fault.message, "type": "mock"}},
                                 status_code=fault.status, headers=headers)
-        text = _answer(body)
+        words = _answer(body).split(" ")
+        limit = body.get("max_tokens") or body.get("max_completion_tokens") or len(words)
+        finish = "length" if len(words) > limit else "stop"
+        text = " ".join(words[:limit])
+        usage = {"prompt_tokens": 10, "completion_tokens": len(text.split()),
+                 "total_tokens": 10 + len(text.split())}
         created = int(time.time())
         if body.get("stream"):
             async def events() -> Any:
-                for i, word in enumerate(text.split(" ")):
+                parts = text.split(" ")
+                for i, word in enumerate(parts):
                     piece = word if i == 0 else " " + word
                     chunk = {"id": "mock-1", "object": "chat.completion.chunk", "created": created,
                              "model": body.get("model", "mock"),
                              "choices": [{"index": 0, "delta": {"content": piece},
-                                          "finish_reason": None}]}
+                                          "finish_reason": finish if i == len(parts) - 1
+                                          else None}]}
                     yield f"data: {json.dumps(chunk)}\n\n"
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    yield "data: " + json.dumps({"id": "mock-1", "object": "chat.completion.chunk",
+                                                 "created": created, "choices": [],
+                                                 "model": body.get("model", "mock"),
+                                                 "usage": usage}) + "\n\n"
                 yield "data: [DONE]\n\n"
 
             return StreamingResponse(events(), media_type="text/event-stream")
@@ -84,9 +96,8 @@ def make_app(state: MockState) -> FastAPI:
             "id": "mock-1", "object": "chat.completion", "created": created,
             "model": body.get("model", "mock"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()),
-                      "total_tokens": 10 + len(text.split())},
+                         "finish_reason": finish}],
+            "usage": usage,
         }
 
     return app

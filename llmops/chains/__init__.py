@@ -1,22 +1,18 @@
-"""Chains: LangChain runnables over a pinned prompt, the live index and an LLM backend,
-versioned as `chain.<name>` pyfunc models."""
+"""Chains: LangChain runnables over a pinned prompt, the live index and an LLM backend
+(`llmops.llm`), versioned as `chain.<name>` pyfunc models."""
 
 from llmops.chains.api import LogResult, load, load_local, log, promote
-from llmops.chains.llm import LLM, Generation, LLMSpec, create_llm, register_backend
-from llmops.chains.runtime import Chain, ChainResult, register_kind
+from llmops.chains.kinds import Prepared, register_kind
+from llmops.chains.runtime import Chain, ChainResult
 
 __all__ = [
-    "LLM",
     "Chain",
     "ChainResult",
-    "Generation",
-    "LLMSpec",
     "LogResult",
-    "create_llm",
+    "Prepared",
     "load",
     "load_local",
     "log",
     "promote",
-    "register_backend",
     "register_kind",
 ]

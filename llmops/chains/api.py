@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from llmops.chains.config import ChainConfig, load_chain_config
-from llmops.chains.llm import create_llm
 from llmops.chains.runtime import Chain
 from llmops.config import get_settings
 from llmops.errors import ChainError
+from llmops.llm import create_llm
 from llmops.prompts.api import Prompt
 from llmops.prompts.api import load as load_prompt
 from llmops.prompts.spec import spec_from_text
@@ -42,15 +42,26 @@ class LogResult:
                 "lineage": self.lineage}
 
 
-def _index_state(cfg: ChainConfig) -> dict[str, Any]:
-    """Collection and current version of the live index, for the lineage tags."""
+def _index_ref(cfg: ChainConfig) -> dict[str, Any] | None:
+    """The index a rag chain reads, as logged: collection and vector-store location.
+
+    An embedded store inside LLMOPS_HOME is logged relative to it, so the version
+    works from a copied or moved home.
+    """
     if cfg.kind != "rag":
-        return {}
-    from llmops.index import current_version
+        return None
     from llmops.index.config import load_index_config
 
-    collection = load_index_config(get_settings().project_dir).collection
-    return {"collection": collection, "version": current_version()}
+    settings = get_settings()
+    collection = load_index_config(settings.project_dir).collection
+    vector = settings.vector
+    if vector.mode == "server":
+        return {"collection": collection, "mode": "server", "host": vector.host,
+                "port": vector.port}
+    path = Path(vector.path or settings.home_dir / "chroma").resolve()
+    home = settings.home_dir.resolve()
+    where = str(path.relative_to(home)) if path.is_relative_to(home) else str(path)
+    return {"collection": collection, "mode": "embedded", "path": where}
 
 
 def log(
@@ -66,22 +77,23 @@ def log(
     reg = registry or get_registry()
     code = Path(code_path)
     cfg, p_info, p, resolved = _pinned(reg, code, prompt)
+    # The hash covers everything the version does: code, exact prompt, adapter version,
+    # base model and index reference (all resolved in `resolved`).
     digest = hashlib.sha256(
         json.dumps({"code": code.read_text(), "config": resolved,
                     "prompt_hash": p.spec.content_hash()}, sort_keys=True).encode()
     ).hexdigest()
-    index = _index_state(cfg)
+    index = resolved.get("index") or {}
     lineage = {
         "llmops.kind": KIND,
         "lineage.prompt": p_info.name,
         "lineage.prompt_version": p_info.version,
         "lineage.index_collection": index.get("collection", "none"),
-        "lineage.index_version_at_log": index.get("version", "none"),
+        "lineage.index_version_at_log": _index_version_now(cfg) if index else "none",
         "lineage.embedding_model": get_settings().embedding_model if index else "none",
         "lineage.llm_backend": cfg.llm.backend,
-        "lineage.base_model": cfg.llm.model or (
-            get_settings().base_model if cfg.llm.backend == "local" else "none"),
-        "lineage.adapter": _adapter_version(reg, cfg.llm.adapter),
+        "lineage.base_model": resolved["llm"].get("model") or "none",
+        "lineage.adapter": resolved["llm"].get("adapter") or "none",
     }
     chain_from_parts(resolved, p.spec.to_yaml())  # the kind and backend must exist
     name = cfg.registered_name
@@ -109,20 +121,29 @@ def log(
 def _pinned(
     reg: Registry, code: Path, prompt: str | None
 ) -> tuple[ChainConfig, VersionInfo, Prompt, dict[str, Any]]:
-    """The chain's config with its prompt reference resolved to an exact, checked version."""
+    """The chain's config with every reference resolved: the exact prompt version (checked
+    against the chain), the exact adapter version, the base model, the index."""
     cfg = load_chain_config(code)
     if prompt:
         cfg = cfg.model_copy(update={"prompt": prompt})
     p_info = reg.resolve(cfg.prompt, kind="prompt")
     p = load_prompt(p_info.ref, registry=reg)
     _check_prompt(cfg, p)
-    return cfg, p_info, p, cfg.model_dump(mode="json") | {"prompt": p_info.ref}
+    resolved = cfg.model_dump(mode="json") | {"prompt": p_info.ref, "index": _index_ref(cfg)}
+    llm = resolved["llm"]
+    if llm.get("adapter"):
+        llm["adapter"] = reg.resolve(llm["adapter"], kind="adapter").ref
+    if cfg.llm.backend == "local" and not llm.get("model"):
+        llm["model"] = get_settings().base_model
+    return cfg, p_info, p, resolved
 
 
-def _adapter_version(reg: Registry, ref: str | None) -> str:
-    if not ref:
-        return "none"
-    return reg.resolve(ref, kind="adapter").ref
+def _index_version_now(cfg: ChainConfig) -> int | str:
+    from llmops.index import current_version
+    from llmops.index.config import load_index_config
+
+    version = current_version(config=load_index_config(get_settings().project_dir))
+    return "none" if version is None else version
 
 
 def _lineage_of(tags: Any) -> dict[str, Any]:
@@ -166,7 +187,7 @@ def _save_pyfunc(code: Path, resolved: dict[str, Any], prompt_path: Path, model_
             artifacts={"prompt": str(prompt_path)},
             signature=ModelSignature(
                 inputs=inputs, outputs=outputs,
-                # 0: 16 rows at once for remote backends, 1 for the in-process model.
+                # 0: the backend's default (16 rows at once remote, 8 batched locally).
                 params=ParamSchema([ParamSpec("max_concurrency", "integer", 0)]),
             ),
             pip_requirements=[f"llmops=={llmops.__version__}", "mlflow", "langchain-core"],
@@ -178,11 +199,30 @@ def chain_from_parts(
 ) -> Chain:
     """A Chain from its resolved config and pinned prompt (what a logged version holds)."""
     cfg_data = {k: v for k, v in resolved.items() if k != "content_hash"}
+    cfg_data["llm"] = _without_legacy_defaults(cfg_data.get("llm") or {})
     prompt_ref = Ref.parse(cfg_data["prompt"], kind="prompt")
     cfg = ChainConfig.model_validate(cfg_data)
     prompt = Prompt(spec_from_text(prompt_yaml, "prompt.yaml"), prompt_ref.version)
     return Chain(cfg, prompt, create_llm(cfg.llm), version=version,
                  content_hash=resolved.get("content_hash"), tracing=get_settings().tracing)
+
+
+# Versions logged before each backend had its own options carry every backend's
+# fields at their defaults; those (and only those) are dropped when they load.
+_LEGACY_DEFAULTS = {"model": None, "adapter": None, "base_url": None,
+                    "api_key_env": "OPENAI_API_KEY", "timeout_s": 60.0, "max_retries": 3,
+                    "repetition_penalty": 1.0}
+
+
+def _without_legacy_defaults(llm: dict[str, Any]) -> dict[str, Any]:
+    from llmops.llm import backend_class
+
+    try:
+        fields = backend_class(llm.get("backend", "local")).Options.model_fields
+    except ChainError:
+        return llm  # an unknown backend: the error comes from validation
+    return {k: v for k, v in llm.items()
+            if k in fields or k not in _LEGACY_DEFAULTS or v != _LEGACY_DEFAULTS[k]}
 
 
 def load(ref: str, *, registry: Registry | None = None) -> Chain:

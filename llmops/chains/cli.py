@@ -55,9 +55,9 @@ def run_cmd(
         for s in result.sources:
             typer.echo(f"  {s['score']:.3f}  {s['title']}  ({s['id']})")
     lin = result.lineage
-    typer.echo(f"\n{lin['chain']}/{lin['chain_version']}  prompt {lin['prompt']}/"
-               f"{lin['prompt_version']}  index {lin['index_version']}  "
-               f"{lin['latency_ms']:.0f} ms  {lin['completion_tokens']} tokens")
+    typer.echo(f"\n{lin.chain}/{lin.chain_version}  prompt {lin.prompt}/{lin.prompt_version}  "
+               f"index {lin.index_version}  {lin.latency_ms or 0:.0f} ms  "
+               f"{lin.completion_tokens} tokens")
 
 
 @app.command("promote")

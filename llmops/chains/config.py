@@ -8,17 +8,26 @@ prompt: qa@production          # resolved to an exact version when the chain is 
 retrieval: {k: 4}              # rag only: chunks retrieved from the live index
 llm: {backend: local, max_tokens: 200, temperature: 0.0}
 ```
+
+`llm` is checked against its backend's own options (`llmops.llm`): a field
+that backend does not take is an error that names it. When a chain is
+logged, llmops adds what makes the version stand alone: the exact prompt
+version, the adapter version, the base model, and the index it reads
+(`index`: collection and vector-store location).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny
 
-from llmops.chains.llm import LLMSpec
 from llmops.config import read_yaml_model
 from llmops.errors import SpecError
+from llmops.llm import LLMOptions, parse_options
+
+LLMField = Annotated[SerializeAsAny[LLMOptions], BeforeValidator(parse_options)]
 
 
 class RetrievalSpec(BaseModel):
@@ -30,6 +39,23 @@ class RetrievalSpec(BaseModel):
     )
 
 
+class IndexRef(BaseModel):
+    """The index a logged rag chain reads: its collection, and where the vector store was.
+
+    `path` is relative to LLMOPS_HOME when the store lay inside it, so a copied
+    or moved home still works; the settings' own `vector` section, when set
+    (LLMOPS_VECTOR__*, a profile), takes precedence over the logged location.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    collection: str = Field(description="Chroma collection name")
+    mode: Literal["embedded", "server"] = "embedded"
+    path: str | None = Field(None, description="embedded: folder, relative to LLMOPS_HOME or not")
+    host: str | None = Field(None, description="server: host")
+    port: int | None = Field(None, description="server: port")
+
+
 class ChainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -38,10 +64,11 @@ class ChainConfig(BaseModel):
     description: str = Field(min_length=1)
     prompt: str = Field(description="prompt reference: qa@staging, qa/3 (pinned at log time)")
     retrieval: RetrievalSpec | None = Field(None, description="rag: how much to retrieve")
-    llm: LLMSpec = Field(default_factory=LLMSpec)
+    llm: LLMField = Field(default_factory=lambda: parse_options({}))
     question_variable: str = Field("question", description="prompt variable for the question")
     context_variable: str = Field("context", description="rag: prompt variable for the context")
     tags: dict[str, str] = Field(default_factory=dict)
+    index: IndexRef | None = Field(None, description="rag: set when logged; the index it reads")
 
     @property
     def registered_name(self) -> str:

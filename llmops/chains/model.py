@@ -7,7 +7,8 @@ version, retrieval, LLM) and the pinned prompt spec as the artifact
 
 `predict` takes a DataFrame with a `messages` column (OpenAI-style chat
 messages) or a `question` column, and returns one dict per row: the answer,
-its sources and its lineage. Rows run concurrently for remote backends.
+its sources and its lineage. Rows run concurrently: a remote backend takes
+them as concurrent requests, the local one as batches of one `generate`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from typing import Any
 
 import pandas as pd
 from mlflow.pyfunc import PythonModel
+
+# Rows in flight at once per backend: requests to a server, or rows of a local batch.
+DEFAULT_CONCURRENCY = {"openai": 16, "local": 8}
 
 
 class ChainModel(PythonModel):
@@ -37,9 +41,8 @@ class ChainModel(PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
         rows = _rows(model_input)
-        concurrency = int((params or {}).get("max_concurrency", 0)) or (
-            16 if self.chain.config.llm.backend == "openai" else 1
-        )
+        concurrency = int((params or {}).get("max_concurrency", 0)) or DEFAULT_CONCURRENCY.get(
+            self.chain.config.llm.backend, 1)
         if concurrency == 1 or len(rows) == 1:
             return [self.chain.invoke(r).to_dict() for r in rows]
         with ThreadPoolExecutor(max_workers=min(concurrency, len(rows))) as pool:

@@ -1,17 +1,11 @@
-"""A chain at run time: retrieve, render the pinned prompt, call the LLM, keep the lineage.
+"""A chain at run time: prepare (retrieve, render the pinned prompt), generate, keep the lineage.
 
-Chain kinds are a registry: `@register_kind("rag")` names a function that
-builds the "prepare" runnable (input -> messages and sources). The LLM call is
-the same for every kind, so streaming and batch share one path:
-`Chain.prepare` + `Chain.finish` (or `Chain.invoke`, which does both).
-
-Every entry point has an async twin for event loops (`aprepare`, `afinish`,
-`ainvoke`, `astream`): the LLM call is awaited (the openai backend does not
-hold a thread while it waits), and a kind's prepare step runs on a thread
-unless the kind is registered as non-blocking (`chat`: it only renders).
-
-Client-supplied system messages are dropped: user input never enters the
-instruction part of a prompt.
+One answer contract for every entry point: `invoke` returns a `ChainResult`;
+`stream` yields text pieces and then one `ChainResult`, whose lineage carries
+the backend's real token usage, streamed or not. Every entry point has an
+async twin for event loops (`ainvoke`, `astream`): the LLM call is awaited
+(neither the openai nor the local backend holds a thread while it waits), and
+a kind's prepare step runs on a thread unless the kind never blocks (`chat`).
 """
 
 from __future__ import annotations
@@ -28,147 +22,257 @@ from typing import Any
 
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableSequence
 
-from llmops.chains.config import ChainConfig
-from llmops.chains.llm import LLM, Generation
+from llmops.chains.config import ChainConfig, IndexRef
+from llmops.chains.kinds import Prepared, kind_builder, normalize_input
 from llmops.errors import ChainError
+from llmops.lineage import Lineage
+from llmops.llm import LLM, Generation
 from llmops.prompts.api import Prompt
-
-Messages = list[dict[str, str]]
-
-
-@dataclass
-class Prepared:
-    """What goes to the LLM, and what it was made from."""
-
-    messages: Messages
-    sources: list[dict[str, Any]] = field(default_factory=list)
-    index: dict[str, Any] = field(default_factory=dict)
-    started: float = field(default_factory=time.perf_counter)
-    contexts: list[str] = field(default_factory=list)  # the context blocks the LLM saw
 
 
 @dataclass(frozen=True)
 class ChainResult:
-    """An answer, its sources and its lineage."""
+    """An answer, its sources and its lineage (token usage included)."""
 
     answer: str
     sources: list[dict[str, Any]]
-    lineage: dict[str, Any]
+    lineage: Lineage
     # The context blocks the LLM saw, whole (sources carry only snippets); for evaluation.
     contexts: list[str] = field(default_factory=list)
 
+    @property
+    def usage(self) -> tuple[int, int]:
+        """(prompt tokens, completion tokens); 0 where the backend did not count."""
+        return self.lineage.prompt_tokens or 0, self.lineage.completion_tokens or 0
+
+    @property
+    def finish_reason(self) -> str:
+        return self.lineage.finish_reason or "stop"
+
     def to_dict(self, *, contexts: bool = False) -> dict[str, Any]:
-        out = {"answer": self.answer, "sources": self.sources, "lineage": self.lineage}
+        out = {"answer": self.answer, "sources": self.sources, "lineage": self.lineage.to_dict()}
         if contexts:
             out["contexts"] = self.contexts
         return out
 
 
-def normalize_input(inputs: Any) -> dict[str, Any]:
-    """A question string, OpenAI-style messages, or {"messages": ...} / {"question": ...}."""
-    if isinstance(inputs, str):
-        return {"question": inputs, "history": []}
-    if isinstance(inputs, list):
-        inputs = {"messages": inputs}
-    if not isinstance(inputs, dict):
-        raise ChainError(f"chain input must be a question, messages or a dict, not {type(inputs)}")
-    if "messages" in inputs and inputs["messages"] is not None:
-        msgs = [dict(m) for m in inputs["messages"]]
-        for i, m in enumerate(msgs):
-            if m.get("role") not in ("system", "user", "assistant") or not isinstance(
-                m.get("content"), str
-            ):
-                raise ChainError(f"messages[{i}]: needs role system|user|assistant and text content")
-        turns = [m for m in msgs if m["role"] in ("user", "assistant")]
-        if not turns or turns[-1]["role"] != "user":
-            raise ChainError("messages: the last message must be from the user")
-        return {"question": turns[-1]["content"], "history": turns[:-1]}
-    if isinstance(inputs.get("question"), str):
-        return {"question": inputs["question"], "history": list(inputs.get("history") or [])}
-    raise ChainError("chain input needs 'messages' or 'question'")
+class Chain:
+    """A runnable chain with its pinned prompt, its LLM and its lineage."""
 
+    def __init__(
+        self,
+        config: ChainConfig,
+        prompt: Prompt,
+        llm: LLM,
+        *,
+        version: int | None = None,
+        content_hash: str | None = None,
+        retriever: Callable[[str, int], list[Any]] | None = None,
+        tracing: bool = False,
+    ) -> None:
+        builder, self.blocking = kind_builder(config.kind)
+        self.config, self.prompt, self.llm = config, prompt, llm
+        self.version, self.content_hash, self.tracing = version, content_hash, tracing
+        self._retriever = retriever
+        self._index: tuple[Any, Any] | None = None  # (settings, index config) of retrieval
+        if tracing:
+            _start_tracing()
+        self.prepare_runnable = builder(self)
+        self._prepare_fn = _plain(self.prepare_runnable)
+        self.runnable: Runnable[Any, ChainResult] = (
+            RunnableLambda(normalize_input, name="input")
+            | self.prepare_runnable
+            | RunnableLambda(self.finish, name="llm")
+        )
 
-KindBuilder = Callable[["Chain"], Runnable[dict[str, Any], Prepared]]
-_KINDS: dict[str, KindBuilder] = {}
-_NON_BLOCKING: set[str] = set()
+    @property
+    def name(self) -> str:
+        return self.config.registered_name
 
+    @property
+    def max_tokens(self) -> int:
+        """The chain's own cap on an answer, tokens (callers may ask for fewer)."""
+        return self.config.llm.max_tokens
 
-def register_kind(name: str, *, blocking: bool = True) -> Callable[[KindBuilder], KindBuilder]:
-    """Function decorator: a chain kind that builds the prepare runnable of a Chain.
+    @property
+    def collection(self) -> str | None:
+        """The collection this chain retrieves from (None for kinds without retrieval)."""
+        if self.config.kind != "rag":
+            return None
+        if self.config.index is not None:
+            return self.config.index.collection
+        if self._retriever is not None:
+            return None
+        return str(self._index_target()[1].collection)
 
-    Args:
-        name: the `kind` that chain configs name.
-        blocking: whether prepare may block (retrieval, I/O, heavy CPU); async
-            callers then run it on a thread. A kind that only renders says False.
-    """
+    def index_version(self) -> int | None:
+        """The current version of the index this chain reads (None: no retrieval, or never
+        built)."""
+        if self.config.kind != "rag" or self._retriever is not None:
+            return None
+        from llmops.index import current_version
 
-    def deco(fn: KindBuilder) -> KindBuilder:
-        if name in _KINDS and _KINDS[name] is not fn:
-            raise ValueError(f"chain kind {name!r} is already registered")
-        _KINDS[name] = fn
-        if blocking:
-            _NON_BLOCKING.discard(name)
+        settings, config = self._index_target()
+        return current_version(settings=settings, config=config)
+
+    def retrieve(self, question: str, k: int) -> list[Any]:
+        if self._retriever is not None:
+            return self._retriever(question, k)
+        from llmops.index import query
+
+        settings, config = self._index_target()
+        return query(question, k=k, settings=settings, config=config)
+
+    def _index_target(self) -> tuple[Any, Any]:
+        """The settings and index config that retrieval reads: the logged index, else the
+        project's (a chain loaded from its file, unlogged)."""
+        if self._index is None:
+            from llmops.config import get_settings
+            from llmops.index.config import IndexConfig, load_index_config
+
+            settings = get_settings()
+            ref = self.config.index
+            if ref is None:
+                self._index = (settings, load_index_config(settings.project_dir))
+            else:
+                self._index = (index_settings(settings, ref), IndexConfig(collection=ref.collection))
+        return self._index
+
+    @contextlib.contextmanager
+    def span(self, name: str, span_type: str) -> Iterator[None]:
+        """An MLflow trace span when tracing is on; nothing otherwise."""
+        if not self.tracing:
+            yield
+            return
+        import mlflow
+
+        with mlflow.start_span(name=f"{self.config.name}.{name}", span_type=span_type):
+            yield
+
+    # -- the steps -------------------------------------------------------------------
+    def prepare(self, inputs: Any) -> Prepared:
+        """Input -> the messages for the LLM, with sources (no LLM call)."""
+        inp = normalize_input(inputs)
+        if self._prepare_fn is not None and not self.tracing:
+            prepared: Prepared = self._prepare_fn(inp)
         else:
-            _NON_BLOCKING.add(name)
-        return fn
+            prepared = self.prepare_runnable.invoke(inp)
+        return prepared
 
-    return deco
+    def finish(self, prepared: Prepared, generation: Generation | None = None,
+               **llm_kwargs: Any) -> ChainResult:
+        """Call the LLM (unless its generation is handed in) and add the lineage."""
+        if generation is None:
+            with self.span("llm", "LLM"):
+                generation = self.llm.generate(prepared.messages, **llm_kwargs)
+        return ChainResult(generation.text, prepared.sources, self.lineage(prepared, generation),
+                           prepared.contexts)
+
+    def lineage(self, prepared: Prepared, generation: Generation) -> Lineage:
+        spec = self.config.llm
+        adapter, adapter_version = _adapter(getattr(spec, "adapter", None))
+        return Lineage(
+            chain=self.name, chain_version=self.version, chain_hash=self.content_hash,
+            prompt=self.prompt.spec.registered_name, prompt_version=self.prompt.version,
+            index_collection=prepared.collection, index_version=prepared.index_version,
+            chunk_ids=tuple(s["id"] for s in prepared.sources), backend=spec.backend,
+            base_model=getattr(self.llm, "ref", None) or self.llm.model_id,
+            adapter=adapter, adapter_version=adapter_version,
+            prompt_tokens=generation.prompt_tokens, completion_tokens=generation.completion_tokens,
+            latency_ms=round((time.perf_counter() - prepared.started) * 1000, 1),
+            finish_reason=generation.finish_reason,
+        )
+
+    # -- sync --------------------------------------------------------------------------
+    def invoke(self, inputs: Any, **llm_kwargs: Any) -> ChainResult:
+        """Answer one input: a question, OpenAI-style messages, or a dict."""
+        if llm_kwargs or not self.tracing:
+            return self.finish(self.prepare(inputs), **llm_kwargs)
+        import mlflow
+
+        with mlflow.start_span(name=self.config.name, span_type="CHAIN"):
+            result: ChainResult = self.runnable.invoke(inputs)
+        return result
+
+    def stream(self, inputs: Any, **llm_kwargs: Any) -> Iterator[str | ChainResult]:
+        """Text pieces as the LLM makes them, then the ChainResult as the last item."""
+        prepared = self.prepare(inputs)
+        for piece in self.llm.stream(prepared.messages, **llm_kwargs):
+            if isinstance(piece, Generation):
+                yield self.finish(prepared, piece)
+                return
+            yield piece
+        raise ChainError(f"{self.config.llm.backend} backend: its stream ended without a result")
+
+    # -- async -------------------------------------------------------------------------
+    async def aprepare(self, inputs: Any, *, executor: Executor | None = None) -> Prepared:
+        """`prepare` for an event loop: on `executor` (a thread) when the kind may block."""
+        if not self.blocking:
+            return self.prepare(inputs)
+        ctx = contextvars.copy_context()  # tracing spans follow the call onto the thread
+        prepared: Prepared = await asyncio.get_running_loop().run_in_executor(
+            executor, ctx.run, self.prepare, inputs)
+        return prepared
+
+    async def ainvoke(self, inputs: Any, *, executor: Executor | None = None,
+                      **llm_kwargs: Any) -> ChainResult:
+        """`invoke` for an event loop; `executor` runs what blocks (default: the loop's).
+
+        Example:
+            >>> result = await chain.ainvoke("What does the with statement do?", max_tokens=64)
+        """
+        with self._maybe_span():
+            prepared = await self.aprepare(inputs, executor=executor)
+            with self.span("llm", "LLM"):
+                generation = await self.llm.agenerate(prepared.messages, executor=executor,
+                                                      **llm_kwargs)
+            return self.finish(prepared, generation)
+
+    async def astream(self, inputs: Any, *, executor: Executor | None = None,
+                      **llm_kwargs: Any) -> AsyncIterator[str | ChainResult]:
+        """`stream` for an event loop: text pieces, then the ChainResult as the last item."""
+        prepared = await self.aprepare(inputs, executor=executor)
+        async for piece in self.llm.astream(prepared.messages, executor=executor, **llm_kwargs):
+            if isinstance(piece, Generation):
+                yield self.finish(prepared, piece)
+                return
+            yield piece
+        raise ChainError(f"{self.config.llm.backend} backend: its stream ended without a result")
+
+    def _maybe_span(self) -> contextlib.AbstractContextManager[Any]:
+        if not self.tracing:
+            return contextlib.nullcontext()
+        import mlflow
+
+        return mlflow.start_span(name=self.config.name, span_type="CHAIN")
 
 
-def kinds() -> list[str]:
-    return sorted(_KINDS)
+def index_settings(settings: Any, ref: IndexRef) -> Any:
+    """The settings with the vector store where a logged chain's index is, unless the
+    settings name their own (`vector` set by a profile or LLMOPS_VECTOR__*)."""
+    if "vector" in settings.model_fields_set:
+        return settings
+    from pathlib import Path
+
+    from llmops.config import VectorSettings
+
+    if ref.mode == "server":
+        vector = VectorSettings(mode="server", host=ref.host or "127.0.0.1", port=ref.port or 8000)
+    else:
+        path = Path(ref.path) if ref.path else Path("chroma")
+        vector = VectorSettings(mode="embedded",
+                                path=path if path.is_absolute() else settings.home_dir / path)
+    return settings.model_copy(update={"vector": vector})
 
 
-def _with_history(rendered: Messages, history: Messages) -> Messages:
-    """Insert earlier turns between the prompt's instructions and the final user turn."""
-    head = [m for m in rendered[:-1]]
-    return [*head, *history, rendered[-1]]
-
-
-@register_kind("chat", blocking=False)
-def _chat(chain: Chain) -> Runnable[dict[str, Any], Prepared]:
-    def prepare(inp: dict[str, Any]) -> Prepared:
-        with chain.span("prompt", "CHAIN"):
-            values = {chain.config.question_variable: inp["question"]}
-            return Prepared(_with_history(chain.prompt.render(**values), inp["history"]))
-
-    return RunnableLambda(prepare, name="chat.prepare")
-
-
-@register_kind("rag")
-def _rag(chain: Chain) -> Runnable[dict[str, Any], Prepared]:
-    cfg = chain.config
-    retrieval = cfg.retrieval
-    assert retrieval is not None
-
-    def retrieve(inp: dict[str, Any]) -> dict[str, Any]:
-        with chain.span("retrieve", "RETRIEVER"):
-            hits = chain.retrieve(inp["question"], retrieval.k)
-        return {**inp, "hits": hits}
-
-    def render(inp: dict[str, Any]) -> Prepared:
-        with chain.span("prompt", "CHAIN"):
-            parts: list[str] = []
-            used: list[Any] = []
-            budget = retrieval.max_context_chars
-            for hit in inp["hits"]:
-                title = hit.metadata.get("title") or hit.metadata.get("doc_id") or hit.id
-                block = f"[{title}]\n{hit.text}"
-                if used and budget - len(block) < 0:
-                    break
-                parts.append(block[:budget])
-                budget -= len(block)
-                used.append(hit)
-            values = {cfg.question_variable: inp["question"],
-                      cfg.context_variable: "\n\n".join(parts)}
-            sources = [_source(h) for h in used]
-            versions = {h.index_version for h in inp["hits"]}
-            index = {"collection": chain.collection,
-                     "index_version": max(versions) if versions else None}
-            messages = _with_history(chain.prompt.render(**values), inp["history"])
-            return Prepared(messages, sources, index, contexts=parts)
-
-    return RunnableLambda(retrieve, name="rag.retrieve") | RunnableLambda(render, name="rag.prompt")
+def _adapter(ref: str | None) -> tuple[str | None, int | None]:
+    """(registered name, version) of a pinned adapter reference `adapter.x/3`."""
+    if not ref:
+        return None, None
+    name, _, version = ref.partition("/")
+    name = name.split("@", 1)[0]
+    return (name if name.startswith("adapter.") else f"adapter.{name}"), (
+        int(version) if version.isdigit() else None)
 
 
 def _plain(runnable: Runnable[Any, Any]) -> Callable[[Any], Any] | None:
@@ -202,18 +306,6 @@ def _plain(runnable: Runnable[Any, Any]) -> Callable[[Any], Any] | None:
     return None
 
 
-def _source(hit: Any) -> dict[str, Any]:
-    md = dict(hit.metadata or {})
-    return {
-        "id": hit.id,
-        "score": round(float(hit.score), 4),
-        "title": md.get("title"),
-        "doc_id": md.get("doc_id"),
-        "url": md.get("url") or md.get("path"),
-        "snippet": hit.text[:200],
-    }
-
-
 def _start_tracing() -> None:
     """Send MLflow traces to the experiment `<prefix>/traces` of the settings in force."""
     import mlflow
@@ -224,171 +316,3 @@ def _start_tracing() -> None:
     settings = get_settings()
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_experiment(experiment_id=get_registry().experiment_id("traces"))
-
-
-class Chain:
-    """A runnable chain with its pinned prompt, its LLM and its lineage."""
-
-    def __init__(
-        self,
-        config: ChainConfig,
-        prompt: Prompt,
-        llm: LLM,
-        *,
-        version: int | None = None,
-        content_hash: str | None = None,
-        retriever: Callable[[str, int], list[Any]] | None = None,
-        tracing: bool = False,
-    ) -> None:
-        if config.kind not in _KINDS:
-            raise ChainError(f"unknown chain kind {config.kind!r}; registered: {', '.join(kinds())}")
-        if config.kind == "rag" and config.retrieval is None:
-            raise ChainError(f"chain {config.name}: kind rag needs a retrieval section")
-        self.config, self.prompt, self.llm = config, prompt, llm
-        self.version, self.content_hash, self.tracing = version, content_hash, tracing
-        self._retriever = retriever
-        self.collection: str | None = None
-        if tracing:
-            _start_tracing()
-        self.prepare_runnable = _KINDS[config.kind](self)
-        self._prepare_fn = _plain(self.prepare_runnable)
-        self.blocking = config.kind not in _NON_BLOCKING
-        self.runnable: Runnable[Any, ChainResult] = (
-            RunnableLambda(normalize_input, name="input")
-            | self.prepare_runnable
-            | RunnableLambda(self.finish, name="llm")
-        )
-
-    @property
-    def name(self) -> str:
-        return self.config.registered_name
-
-    def retrieve(self, question: str, k: int) -> list[Any]:
-        if self._retriever is not None:
-            return self._retriever(question, k)
-        from llmops.config import get_settings
-        from llmops.index import query
-        from llmops.index.config import load_index_config
-
-        if self.collection is None:
-            self.collection = load_index_config(get_settings().project_dir).collection
-        return query(question, k=k)
-
-    @contextlib.contextmanager
-    def span(self, name: str, span_type: str) -> Iterator[None]:
-        """An MLflow trace span when tracing is on; nothing otherwise."""
-        if not self.tracing:
-            yield
-            return
-        import mlflow
-
-        with mlflow.start_span(name=f"{self.config.name}.{name}", span_type=span_type):
-            yield
-
-    def prepare(self, inputs: Any) -> Prepared:
-        """Input -> the messages for the LLM, with sources (no LLM call)."""
-        inp = normalize_input(inputs)
-        if self._prepare_fn is not None and not self.tracing:
-            prepared: Prepared = self._prepare_fn(inp)
-        else:
-            prepared = self.prepare_runnable.invoke(inp)
-        return prepared
-
-    def finish(self, prepared: Prepared, generation: Generation | None = None,
-               **llm_kwargs: Any) -> ChainResult:
-        """Call the LLM (unless a streamed generation is handed in) and add the lineage."""
-        if generation is None:
-            with self.span("llm", "LLM"):
-                generation = self.llm.generate(prepared.messages, **llm_kwargs)
-        return ChainResult(generation.text, prepared.sources, self.lineage(prepared, generation),
-                           prepared.contexts)
-
-    def lineage(self, prepared: Prepared, generation: Generation) -> dict[str, Any]:
-        spec = self.config.llm
-        return {
-            "chain": self.name,
-            "chain_version": self.version,
-            "chain_hash": self.content_hash,
-            "prompt": self.prompt.spec.registered_name,
-            "prompt_version": self.prompt.version,
-            "index_collection": prepared.index.get("collection"),
-            "index_version": prepared.index.get("index_version"),
-            "chunk_ids": [s["id"] for s in prepared.sources],
-            "llm_backend": spec.backend,
-            "base_model": self.llm.model_id if spec.backend != "local" else getattr(
-                self.llm, "ref", self.llm.model_id),
-            "adapter": spec.adapter,
-            "latency_ms": round((time.perf_counter() - prepared.started) * 1000, 1),
-            "prompt_tokens": generation.prompt_tokens,
-            "completion_tokens": generation.completion_tokens,
-            "finish_reason": generation.finish_reason,
-        }
-
-    def invoke(self, inputs: Any, **llm_kwargs: Any) -> ChainResult:
-        """Answer one input: a question, OpenAI-style messages, or a dict."""
-        if llm_kwargs or not self.tracing:
-            return self.finish(self.prepare(inputs), **llm_kwargs)
-        import mlflow
-
-        with mlflow.start_span(name=self.config.name, span_type="CHAIN"):
-            result: ChainResult = self.runnable.invoke(inputs)
-        return result
-
-    def stream(self, inputs: Any, **llm_kwargs: Any) -> Iterator[str | ChainResult]:
-        """Text pieces as the LLM makes them, then the ChainResult as the last item."""
-        prepared = self.prepare(inputs)
-        pieces: list[str] = []
-        for piece in self.llm.stream(prepared.messages, **llm_kwargs):
-            pieces.append(piece)
-            yield piece
-        yield self._streamed(prepared, pieces)
-
-    def _streamed(self, prepared: Prepared, pieces: list[str]) -> ChainResult:
-        text = "".join(pieces)
-        return self.finish(prepared, Generation(text, self.llm.model_id, 0, len(text.split())))
-
-    # -- async -------------------------------------------------------------------------
-    async def aprepare(self, inputs: Any, *, executor: Executor | None = None) -> Prepared:
-        """`prepare` for an event loop: on `executor` (a thread) when the kind may block."""
-        if not self.blocking:
-            return self.prepare(inputs)
-        ctx = contextvars.copy_context()  # tracing spans follow the call onto the thread
-        prepared: Prepared = await asyncio.get_running_loop().run_in_executor(
-            executor, ctx.run, self.prepare, inputs)
-        return prepared
-
-    async def afinish(self, prepared: Prepared, generation: Generation | None = None, *,
-                      executor: Executor | None = None, **llm_kwargs: Any) -> ChainResult:
-        """`finish` for an event loop: the LLM call is awaited."""
-        if generation is None:
-            with self.span("llm", "LLM"):
-                generation = await self.llm.agenerate(prepared.messages, executor=executor,
-                                                      **llm_kwargs)
-        return ChainResult(generation.text, prepared.sources, self.lineage(prepared, generation),
-                           prepared.contexts)
-
-    async def ainvoke(self, inputs: Any, *, executor: Executor | None = None,
-                      **llm_kwargs: Any) -> ChainResult:
-        """`invoke` for an event loop; `executor` runs what blocks (default: the loop's).
-
-        Example:
-            >>> result = await chain.ainvoke("What does the with statement do?", max_tokens=64)
-        """
-        if not self.tracing:
-            prepared = await self.aprepare(inputs, executor=executor)
-            return await self.afinish(prepared, executor=executor, **llm_kwargs)
-        import mlflow
-
-        with mlflow.start_span(name=self.config.name, span_type="CHAIN"):
-            prepared = await self.aprepare(inputs, executor=executor)
-            return await self.afinish(prepared, executor=executor, **llm_kwargs)
-
-    async def astream(self, inputs: Any, *, executor: Executor | None = None,
-                      **llm_kwargs: Any) -> AsyncIterator[str | ChainResult]:
-        """`stream` for an event loop: text pieces, then the ChainResult as the last item."""
-        prepared = await self.aprepare(inputs, executor=executor)
-        pieces: list[str] = []
-        async for piece in self.llm.astream(prepared.messages, executor=executor, **llm_kwargs):
-            pieces.append(piece)
-            yield piece
-        yield self._streamed(prepared, pieces)

@@ -51,7 +51,7 @@ def run(
     judge: bool = typer.Option(None, "--judge/--no-judge",
                                help="with or without the judge metrics (default: if configured)"),
     concurrency: int = typer.Option(None, "--concurrency", "-c", min=1,
-                                    help="items at once (default: eval.concurrency; 1 locally)"),
+                                    help="items at once (default: eval.concurrency)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     items: bool = typer.Option(False, "--items", help="print every item's scores"),
 ) -> None:

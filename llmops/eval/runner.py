@@ -156,6 +156,8 @@ def evaluate(
     chain_hash = chain.content_hash or info.content_hash or info.ref
     index_version = _index_version(chain)
 
+    # Outputs are cached under the index version that served them; an unchanged index
+    # finds them under its current version.
     items = list(data.items)
     cached = res.outputs(chain_hash, index_version, (i.content_hash() for i in items))
     results_by_id = {
@@ -163,10 +165,13 @@ def evaluate(
         for i in items if i.content_hash() in cached
     }
     todo = [i for i in items if i.id not in results_by_id]
-    workers = concurrency or (s.eval.concurrency if chain.config.llm.backend != "local" else 1)
+    # Concurrent items: requests in flight to a remote backend, rows of one batch locally.
+    workers = concurrency or s.eval.concurrency
     for item, output, error in _answer(chain, todo, workers, progress, info.ref):
         if output is not None:
-            res.put_output(chain_hash, index_version, item.content_hash(), output)
+            served = output["lineage"].get("index_version")
+            res.put_output(chain_hash, index_version if served is None else str(served),
+                           item.content_hash(), output)
         results_by_id[item.id] = ItemResult(item, output, error)
     ordered = [results_by_id[i.id] for i in items]
     metric_calls = _score(ordered, chosen, res, s.eval.concurrency, progress)
@@ -187,9 +192,7 @@ def evaluate(
 def _index_version(chain: Any) -> str:
     if chain.config.kind != "rag":
         return "none"
-    from llmops.index import current_version
-
-    version = current_version()
+    version = chain.index_version()
     if version is None:
         raise EvalError("the vector index was never built: run `llmops index refresh` first")
     return str(version)
@@ -210,7 +213,7 @@ def _answer(chain: Any, items: list[EvalItem], workers: int, progress: bool,
             "retrieved_ids": [src.get("doc_id") or src.get("id") for src in r.sources],
             "contexts": list(r.contexts),
             "sources": r.sources,
-            "lineage": r.lineage,
+            "lineage": r.lineage.to_dict(),
         }, None
 
     out: list[tuple[EvalItem, dict[str, Any] | None, str | None]] = []

@@ -250,20 +250,17 @@ def compare(
     prompts = [r if isinstance(r, Prompt) else load(r, registry=reg) for r in refs]
     labels = _labels(prompts)
     rows: list[dict[str, Any]] = []
+    asks: list[tuple[dict[str, Any], str, Prompt, Any]] = []  # (row, column, prompt, messages)
     for values in inputs:
         row: dict[str, Any] = {"input": json.dumps(dict(values), ensure_ascii=False)}
         for label, p in zip(labels, prompts, strict=True):
             messages = p.render(**values)
             row[label] = as_text(messages)
             if answers:
-                from llmops.hub import generate_chat
-
-                row[f"{label} answer"] = generate_chat(
-                    messages,
-                    max_new_tokens=max_new_tokens or p.spec.parameters.max_tokens,
-                    temperature=p.spec.parameters.temperature,
-                )
+                asks.append((row, f"{label} answer", p, messages))
         rows.append(row)
+    if asks:
+        _answer_all(asks, max_new_tokens)
     df = pd.DataFrame(rows)
     if log:
         with reg.run("prompts", "compare " + " vs ".join(labels)) as run:
@@ -272,6 +269,24 @@ def compare(
             run.log_table(df, "comparison.json")
             df.attrs["run_id"] = run.run_id
     return df
+
+
+def _answer_all(asks: list[tuple[dict[str, Any], str, Prompt, Any]],
+                max_new_tokens: int | None) -> None:
+    """Each rendered prompt answered by the local model; concurrent calls share batches."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from llmops.llm import create_llm
+
+    def answer(ask: tuple[dict[str, Any], str, Prompt, Any]) -> None:
+        row, column, p, messages = ask
+        llm = create_llm({"backend": "local",
+                          "max_tokens": max_new_tokens or p.spec.parameters.max_tokens,
+                          "temperature": p.spec.parameters.temperature})
+        row[column] = llm.generate(messages).text
+
+    with ThreadPoolExecutor(max_workers=min(8, len(asks))) as pool:
+        list(pool.map(answer, asks))
 
 
 def _labels(prompts: Sequence[Prompt]) -> list[str]:

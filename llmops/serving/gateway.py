@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from llmops.chains import llm
 from llmops.config import Settings
+from llmops.llm import openai as llm
 from llmops.registry import Registry
 from llmops.serving.keys import KeyCache
 from llmops.serving.limits import RateLimiter

@@ -70,20 +70,22 @@ def test_rag_answer_brings_its_sources_and_lineage_into_the_log(
     row = Store.open().get_request(resp.id)
     assert row is not None and row["status"] == 200 and row["endpoint"] == "rag-qa"
     assert (row["chain"], row["chain_version"]) == ("chain.rag_qa", version)
-    assert row["index_version"] == str(index.current_version())
+    assert row["index_version"] == index.current_version() == 1
     assert row["sources"] == sources and row["answer"] == resp.choices[0].message.content
     lineage = row["lineage"]
     assert lineage["chunk_ids"] == [s["id"] for s in sources]
     assert lineage["index_version"] == index.current_version()
     assert lineage["index_collection"] == "small-kb" and lineage["chain_version"] == version
-    assert lineage["llm_backend"] == "openai" and lineage["prompt"] == "prompt.qa"
+    assert lineage["backend"] == "openai" and lineage["prompt"] == "prompt.qa"
+    assert lineage["prompt_tokens"] == 10  # the server's own count
+    assert lineage["completion_tokens"] == len(resp.choices[0].message.content.split())
 
 
 def test_rag_async_invoke_carries_the_contexts_the_llm_saw(
     rag_gateway: tuple[Server, str, int, MockOpenAI],
 ) -> None:
     import llmops.chains as chains
-    from llmops.chains import llm
+    from llmops.llm import openai as llm
 
     chain = chains.load("rag_qa@production")
     assert chain.blocking  # retrieval runs on a thread, not on the event loop
@@ -100,4 +102,4 @@ def test_rag_async_invoke_carries_the_contexts_the_llm_saw(
     assert result.contexts[0].startswith("[Brewing green tea]") and "80 degrees" in (
         result.contexts[0])
     assert result.sources == expected.sources
-    assert result.lineage["chunk_ids"] == expected.lineage["chunk_ids"]
+    assert result.lineage.chunk_ids == expected.lineage.chunk_ids

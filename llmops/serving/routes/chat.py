@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,12 +9,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from llmops.chains.runtime import ChainResult
 from llmops.errors import LlmopsError
-from llmops.serving import answer
+from llmops.serving.answer import answer
 from llmops.serving.deps import ClientKey, GatewayDep
 from llmops.serving.errors import error_body
+from llmops.serving.plan import Plan, plan
+from llmops.serving.record import Outcome
 from llmops.serving.schemas import ChatCompletion, ChatCompletionRequest, errors
+from llmops.serving.stream import Stream, start_stream
 
 router = APIRouter(tags=["chat"])
 
@@ -35,7 +36,7 @@ def _dumps(data: Any) -> bytes:
     return orjson.dumps(data)
 
 
-def _headers(p: answer.Plan) -> dict[str, str]:
+def _headers(p: Plan) -> dict[str, str]:
     h = {"x-request-id": p.request_id, "x-llmops-variant": p.variant}
     if p.live is not None:
         h["x-llmops-chain"] = p.live.label
@@ -50,21 +51,21 @@ async def chat_completions(
     body: ChatCompletionRequest, request: Request, key: ClientKey, gw: GatewayDep
 ) -> Response:
     """Answer with the endpoint named by `model`; `id` is the request id for feedback."""
-    p = answer.plan(gw, body, key, dict(request.headers))
+    p = plan(gw, body, key, dict(request.headers))
     if p.stream:
-        stream = await answer.start_stream(gw, p)
+        stream = await start_stream(gw, p)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return _SSE(stream, _events(p, stream.pieces(), include_usage),
                     media_type="text/event-stream",
                     headers={**_headers(p), "cache-control": "no-cache"})
-    out = await answer.answer(gw, p)
+    out = await answer(gw, p)
     return Response(_dumps(_completion(out)), media_type="application/json", headers=_headers(p))
 
 
 class _SSE(StreamingResponse):
     """A stream that closes its answer however the response ends (even unsent)."""
 
-    def __init__(self, stream: answer.Stream, content: AsyncIterator[bytes], **kw: Any) -> None:
+    def __init__(self, stream: Stream, content: AsyncIterator[bytes], **kw: Any) -> None:
         super().__init__(content, **kw)
         self.stream = stream
 
@@ -75,48 +76,45 @@ class _SSE(StreamingResponse):
             self.stream.close()
 
 
-def _completion(out: answer.Outcome) -> dict[str, Any]:
-    p, r = out.plan, out.result
+def _usage(out: Outcome) -> dict[str, int]:
     pt, ct = out.usage
+    return {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
+
+
+def _completion(out: Outcome) -> dict[str, Any]:
+    p = out.plan
     return {
         "id": p.request_id, "object": "chat.completion", "created": int(time.time()),
         "model": p.endpoint_name,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": r.answer},
-                     "finish_reason": r.lineage.get("finish_reason") or "stop"}],
-        "usage": {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct},
-        "system_fingerprint": p.live.label if p.live else None,
-        "sources": r.sources, "variant": p.variant,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": out.answer},
+                     "finish_reason": out.finish_reason}],
+        "usage": _usage(out), "system_fingerprint": out.chain_label,
+        "sources": out.sources, "variant": p.variant,
     }
 
 
-async def _events(p: answer.Plan, pieces: AsyncIterator[str | ChainResult],
+async def _events(p: Plan, pieces: AsyncIterator[str | Outcome],
                   include_usage: bool) -> AsyncIterator[bytes]:
     created = int(time.time())
+    head = {"id": p.request_id, "object": "chat.completion.chunk", "created": created,
+            "model": p.endpoint_name, "system_fingerprint": p.live.label if p.live else None}
 
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-        data = {"id": p.request_id, "object": "chat.completion.chunk", "created": created,
-                "model": p.endpoint_name, "system_fingerprint": p.live.label if p.live else None,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        data = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **extra}
         return b"data: " + _dumps(data) + b"\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
     try:
         async for item in pieces:
-            if isinstance(item, ChainResult):
-                yield chunk({}, item.lineage.get("finish_reason") or "stop",
-                            sources=item.sources, variant=p.variant)
+            if isinstance(item, Outcome):
+                yield chunk({}, item.finish_reason, sources=item.sources, variant=p.variant)
                 if include_usage:
-                    pt = int(item.lineage.get("prompt_tokens") or 0)
-                    ct = len(item.answer.split())
-                    usage = {"prompt_tokens": pt, "completion_tokens": ct,
-                             "total_tokens": pt + ct}
-                    yield (b"data: " + _dumps({
-                        "id": p.request_id, "object": "chat.completion.chunk",
-                        "created": created, "model": p.endpoint_name, "choices": [],
-                        "usage": usage}) + b"\n\n")
+                    yield b"data: " + _dumps({**head, "choices": [],
+                                              "usage": _usage(item)}) + b"\n\n"
             else:
                 yield chunk({"content": item})
     except LlmopsError as exc:  # after the 200 went out: an error event, as OpenAI sends
         body = error_body(exc.http_status, str(exc), code=getattr(exc, "code", None))
-        yield b"data: " + json.dumps(body).encode() + b"\n\n"
+        yield b"data: " + _dumps(body) + b"\n\n"
     yield b"data: [DONE]\n\n"

@@ -1,0 +1,224 @@
+"""The generation floor: one contract for every LLM backend, and the registry that names them.
+
+A backend turns chat messages into a `Generation`: the text and the tokens it
+cost, as the backend counted them. `stream` yields the text in pieces and then
+the same `Generation` as its last item, so a streamed answer carries real
+usage too. Every backend has the async twins `agenerate`/`astream`; one that
+implements only the sync API gets them on a thread.
+
+A backend declares its options as a pydantic model (`Options`, a subclass of
+`LLMOptions`): options are checked when a chain's or recipe's spec is read
+(`parse_options`), so an openai-only field on a local backend fails there,
+naming the field, never later in a constructor.
+
+Register a backend with `@register_backend("name")`; a spec names it in
+`backend`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import functools
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from llmops.errors import ChainError
+
+Messages = list[dict[str, str]]
+
+
+class LLMOptions(BaseModel):
+    """What every backend takes; a backend's own `Options` adds its fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: str = Field("local", description="registered backend name: local, openai, fake, ...")
+    model: str | None = Field(None, description="local: hub reference; openai: model name")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="0: greedy")
+    max_tokens: int = Field(256, ge=1, le=32768, description="new tokens per answer, at most")
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One answer and what it cost (tokens as the backend counted them)."""
+
+    text: str
+    model: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    finish_reason: str = "stop"  # stop | length
+    latency_s: float = 0.0
+
+
+Piece = str | Generation  # what `stream` yields: text pieces, then one Generation
+
+
+class LLM:
+    """The contract: `generate`, `stream` (pieces, then the Generation) and their async twins."""
+
+    kind: ClassVar[str] = ""
+    Options: ClassVar[type[LLMOptions]] = LLMOptions
+
+    def __init__(self, options: LLMOptions) -> None:
+        self.options = options
+
+    @property
+    def spec(self) -> LLMOptions:
+        return self.options
+
+    @property
+    def model_id(self) -> str:
+        return self.options.model or self.kind
+
+    def generate(self, messages: Messages, *, max_tokens: int | None = None,
+                 temperature: float | None = None, seed: int | None = None) -> Generation:
+        raise NotImplementedError
+
+    def stream(self, messages: Messages, *, max_tokens: int | None = None,
+               temperature: float | None = None, seed: int | None = None) -> Iterator[Piece]:
+        """Text pieces as they come, then the Generation; the default yields it all at once."""
+        gen = self.generate(messages, max_tokens=max_tokens, temperature=temperature, seed=seed)
+        if gen.text:
+            yield gen.text
+        yield gen
+
+    async def agenerate(self, messages: Messages, *, max_tokens: int | None = None,
+                        temperature: float | None = None, seed: int | None = None,
+                        executor: Executor | None = None) -> Generation:
+        """`generate` for an event loop; the default runs it on `executor` (a thread)."""
+        call = functools.partial(self.generate, messages, max_tokens=max_tokens,
+                                 temperature=temperature, seed=seed)
+        ctx = contextvars.copy_context()  # tracing spans follow the call onto the thread
+        return await asyncio.get_running_loop().run_in_executor(executor, ctx.run, call)
+
+    async def astream(self, messages: Messages, *, max_tokens: int | None = None,
+                      temperature: float | None = None, seed: int | None = None,
+                      executor: Executor | None = None) -> AsyncIterator[Piece]:
+        """`stream` for an event loop; the default runs it on `executor` and hands pieces over.
+
+        Closing the iterator early stops the thread at its next piece.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+
+        def hand(item: Any) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nobody is reading
+                loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        def work() -> None:
+            try:
+                for piece in self.stream(messages, max_tokens=max_tokens,
+                                         temperature=temperature, seed=seed):
+                    if stop.is_set():
+                        return
+                    hand(piece)
+                hand(END)
+            except BaseException as exc:  # raised to the reader below
+                hand(Failed(exc))
+
+        ctx = contextvars.copy_context()
+        loop.run_in_executor(executor, ctx.run, work)
+        try:
+            while (item := await queue.get()) is not END:
+                if isinstance(item, Failed):
+                    raise item.exc
+                yield item
+        finally:
+            stop.set()
+
+
+END = object()  # the end of a handed-over stream
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A failure handed over a queue, raised by the reader."""
+
+    exc: BaseException
+
+
+def text_of(pieces: Iterator[Piece]) -> str:
+    """The text of a stream (its pieces joined; the final Generation skipped)."""
+    return "".join(p for p in pieces if isinstance(p, str))
+
+
+# -- the registry -----------------------------------------------------------------
+_BACKENDS: dict[str, type[LLM]] = {}
+
+
+def register_backend(name: str) -> Callable[[type[LLM]], type[LLM]]:
+    """Class decorator: make a backend available under `name`."""
+
+    def deco(cls: type[LLM]) -> type[LLM]:
+        if not isinstance(cls, type) or not issubclass(cls, LLM):
+            raise TypeError(f"backend {name!r}: {getattr(cls, '__name__', cls)} must subclass "
+                            "llmops.llm.LLM")
+        if not issubclass(cls.Options, LLMOptions):
+            raise TypeError(f"backend {name!r}: {cls.__name__}.Options must subclass LLMOptions")
+        if name in _BACKENDS and _BACKENDS[name] is not cls:
+            raise ValueError(f"backend {name!r} is already registered by {_BACKENDS[name]!r}")
+        cls.kind = name
+        _BACKENDS[name] = cls
+        return cls
+
+    return deco
+
+
+def backends() -> list[str]:
+    return sorted(_BACKENDS)
+
+
+def backend_class(name: str) -> type[LLM]:
+    cls = _BACKENDS.get(name)
+    if cls is None:
+        raise ChainError(f"unknown LLM backend {name!r}; registered: {', '.join(backends())}")
+    return cls
+
+
+def parse_options(data: Any) -> LLMOptions:
+    """A spec's `llm` section as its backend's options; every problem named by field.
+
+    Raises:
+        ValueError: unknown backend, unknown field for that backend, or a bad value
+            (pydantic reports it at the spec's `llm` key).
+    """
+    if isinstance(data, LLMOptions):
+        return data
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a mapping with a backend, not {type(data).__name__}")
+    name = data.get("backend", "local")
+    cls = _BACKENDS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise ValueError(f"unknown LLM backend {name!r}; registered: {', '.join(backends())}")
+    try:
+        return cls.Options.model_validate(data)
+    except ValidationError as exc:
+        allowed = ", ".join(cls.Options.model_fields)
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "llm"
+            if err["type"] == "extra_forbidden":
+                problems.append(f"{key}: not an option of the {name} backend (its options: "
+                                f"{allowed})")
+            else:
+                problems.append(f"{key}: {err['msg']}")
+        raise ValueError("; ".join(problems)) from None
+
+
+def create_llm(spec: LLMOptions | dict[str, Any] | None = None) -> LLM:
+    """A backend instance for a spec; an unknown backend or option is a ChainError."""
+    try:
+        options = parse_options(spec)
+    except ValueError as exc:
+        raise ChainError(f"llm: {exc}") from None
+    return backend_class(options.backend)(options)

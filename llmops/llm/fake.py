@@ -1,0 +1,61 @@
+"""The `fake` backend: deterministic answers without a model, for tests about something else.
+
+The answer names a digest of every message it was given (so a change anywhere
+in the conversation changes it) and repeats the last user message's last
+words; a word is a token. `FakeLLM.last_messages` holds what the latest call
+received, so a test can check exactly what reached the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Executor
+
+from llmops.llm.base import LLM, Generation, LLMOptions, Messages, Piece, register_backend
+
+
+class FakeOptions(LLMOptions):
+    """The fake backend takes only the common options."""
+
+
+@register_backend("fake")
+class FakeLLM(LLM):
+    """The same messages give the same answer; microseconds a call, no thread needed."""
+
+    Options = FakeOptions
+
+    def __init__(self, options: LLMOptions) -> None:
+        super().__init__(options)
+        self.last_messages: Messages | None = None
+
+    def generate(self, messages: Messages, *, max_tokens: int | None = None,
+                 temperature: float | None = None, seed: int | None = None) -> Generation:
+        self.last_messages = [dict(m) for m in messages]
+        last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        digest = hashlib.sha256(json.dumps(messages).encode()).hexdigest()[:8]
+        words = f"fake answer {digest}: {' '.join(last.split()[-12:])}".split()
+        limit = max_tokens or self.options.max_tokens
+        finish = "length" if len(words) > limit else "stop"
+        words = words[:limit]
+        prompt_tokens = sum(len(m["content"].split()) for m in messages)
+        return Generation(" ".join(words), self.model_id, prompt_tokens, len(words), finish)
+
+    def stream(self, messages: Messages, *, max_tokens: int | None = None,
+               temperature: float | None = None, seed: int | None = None) -> Iterator[Piece]:
+        gen = self.generate(messages, max_tokens=max_tokens)
+        for i, word in enumerate(gen.text.split()):
+            yield word if i == 0 else " " + word
+        yield gen
+
+    async def agenerate(self, messages: Messages, *, max_tokens: int | None = None,
+                        temperature: float | None = None, seed: int | None = None,
+                        executor: Executor | None = None) -> Generation:
+        return self.generate(messages, max_tokens=max_tokens)
+
+    async def astream(self, messages: Messages, *, max_tokens: int | None = None,
+                      temperature: float | None = None, seed: int | None = None,
+                      executor: Executor | None = None) -> AsyncIterator[Piece]:
+        for piece in self.stream(messages, max_tokens=max_tokens):
+            yield piece

@@ -1,0 +1,103 @@
+"""Planning one chat request: its endpoint, limits, variant and chain version; no work yet.
+
+The client's messages are checked and normalized once here (`normalize_input`);
+the chain takes the normalized input as it is, and the log keeps the client's
+messages as sent.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmops.chains.kinds import normalize_input
+from llmops.errors import BadRequestError, ChainError, ModelNotFoundError, OverCapError
+from llmops.serving.gateway import Gateway
+from llmops.serving.router import Live, assign
+from llmops.serving.schemas import ChatCompletionRequest
+from llmops.serving.spec import EndpointSpec
+from llmops.store import KeyRecord
+
+_ID_PREFIX = f"chatcmpl-{secrets.token_hex(8)}"  # random per process: unique across replicas
+_ids = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ids):012x}"
+
+
+@dataclass
+class Plan:
+    """What a request will run: endpoint, variant, chain version, input, parameters."""
+
+    request_id: str
+    endpoint_name: str
+    endpoint: EndpointSpec
+    variant: str
+    live: Live | None
+    messages: list[dict[str, str]]  # as the client sent them (for the log)
+    inputs: dict[str, Any]  # normalized: the question and the earlier turns (for the chain)
+    llm_kwargs: dict[str, Any]
+    key_id: str
+    user: str | None  # the sticky key: the body's `user`, else the endpoint's header
+    stream: bool
+    started: float = field(default_factory=time.perf_counter)
+    fallback_from: str | None = None
+    first_error: str | None = None
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.endpoint.limits.timeout_s
+
+    def switch_to(self, variant: str, live: Live, error: Exception) -> None:
+        """Move to the fallback variant after `error`; the first failure is kept for the log."""
+        self.fallback_from, self.first_error = self.variant, f"{type(error).__name__}: {error}"[
+            :2000]
+        self.variant, self.live = variant, live
+
+    def chain_kwargs(self) -> dict[str, Any]:
+        """The LLM arguments: the client's, with `max_tokens` never above the endpoint's cap."""
+        kwargs = dict(self.llm_kwargs)
+        if kwargs.get("max_tokens") is None:
+            cap = self.endpoint.limits.max_tokens
+            default = getattr(self.live.chain, "max_tokens", None) if self.live else None
+            kwargs["max_tokens"] = min(default or cap, cap)
+        return kwargs
+
+
+def plan(gw: Gateway, req: ChatCompletionRequest, key: KeyRecord,
+         headers: dict[str, str]) -> Plan:
+    """Check the request against its endpoint and choose the variant; no work done yet."""
+    endpoint = gw.routes.endpoints.get(req.model)
+    if endpoint is None:
+        known = ", ".join(sorted(gw.routes.endpoints))
+        raise ModelNotFoundError(f"the model {req.model!r} does not exist; endpoints: {known}",
+                                 param="model")
+    cap = endpoint.limits.max_tokens
+    asked = req.max_completion_tokens or req.max_tokens
+    if asked is not None and asked > cap:
+        param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
+        raise OverCapError(f"{param} {asked} is above the cap of endpoint {req.model!r}: {cap}",
+                           param=param)
+    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+                for m in req.messages if m.role != "tool"]
+    try:
+        inputs = normalize_input(messages)
+    except ChainError as exc:
+        raise BadRequestError(str(exc), param="messages") from None
+    rid = new_request_id()
+    user = req.user or headers.get(endpoint.sticky_header)
+    variant = assign(req.model, user or rid, [(v.label, v.weight) for v in endpoint.variants])
+    kwargs: dict[str, Any] = {"max_tokens": asked}
+    if req.temperature is not None:
+        kwargs["temperature"] = req.temperature
+    return Plan(rid, req.model, endpoint, variant, live_of(gw, endpoint, variant), messages,
+                inputs, kwargs, key.id, user, bool(req.stream))
+
+
+def live_of(gw: Gateway, endpoint: EndpointSpec, variant: str) -> Live | None:
+    """The variant's chain as loaded now (no registry call: the alias cache)."""
+    return gw.cache.get(endpoint.variant(variant).ref)

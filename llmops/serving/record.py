@@ -1,0 +1,171 @@
+"""The one recorder of chat requests: metrics and the request row, written in one place.
+
+Every way a request ends goes through here: answered, failed, a stream
+started (its row committed with status 0 before the 200 goes out), finished,
+failed after its first byte, or abandoned by its client, and shadow answers.
+A 2xx goes out only after `answered`/`stream_started` returned: the row is
+committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from llmops.chains.runtime import ChainResult
+from llmops.errors import LlmopsError
+from llmops.lineage import Lineage
+from llmops.serving.gateway import Gateway
+from llmops.serving.plan import Plan
+from llmops.store import RequestRow
+
+log = logging.getLogger("llmops.serving")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An answered request, as the routes format it: no chain internals needed."""
+
+    plan: Plan
+    answer: str
+    sources: list[dict[str, Any]]
+    lineage: Lineage
+
+    @classmethod
+    def of(cls, plan: Plan, result: ChainResult) -> Outcome:
+        lineage = result.lineage
+        if plan.fallback_from:
+            lineage = lineage.with_(fallback_from=plan.fallback_from)
+        return cls(plan, result.answer, result.sources, lineage)
+
+    @property
+    def usage(self) -> tuple[int, int]:
+        """(prompt tokens, completion tokens) as the backend counted them; 0 if it did not."""
+        return self.lineage.prompt_tokens or 0, self.lineage.completion_tokens or 0
+
+    @property
+    def finish_reason(self) -> str:
+        return self.lineage.finish_reason or "stop"
+
+    @property
+    def chain_label(self) -> str | None:
+        return self.plan.live.label if self.plan.live else None
+
+
+class Recorder:
+    """Writes what each request did: Prometheus metrics and its row in the request log."""
+
+    def __init__(self, gw: Gateway) -> None:
+        self.gw = gw
+
+    # -- plain and streamed answers -------------------------------------------------------
+    async def answered(self, outcome: Outcome) -> None:
+        """An answer is ready: count it, commit its row (then the 2xx may go out)."""
+        p = outcome.plan
+        self._observe(p, 200, *outcome.usage)
+        if self.gw.options.log_requests:
+            await self.gw.store.submit_async(self.gw.store.insert_request_op(
+                row(p, 200, outcome)))
+
+    async def failed(self, p: Plan, exc: LlmopsError) -> None:
+        """The request failed before any byte of an answer went out."""
+        self._failure(p, exc)
+        if self.gw.options.log_requests:
+            try:
+                await self.gw.store.submit_async(self.gw.store.insert_request_op(
+                    row(p, exc.http_status, error=_error(exc))))
+            except Exception:
+                log.exception("%s: could not log the failed request", p.request_id)
+
+    async def stream_started(self, p: Plan) -> None:
+        """The first piece is there: its row (status 0, streaming) commits before the 200."""
+        if self.gw.options.log_requests:
+            await self.gw.store.submit_async(self.gw.store.insert_request_op(row(p, 0)))
+
+    async def stream_finished(self, outcome: Outcome) -> None:
+        """The whole answer went out: its row is completed before `[DONE]`."""
+        p = outcome.plan
+        self._observe(p, 200, *outcome.usage)
+        if self.gw.options.log_requests:
+            values = {k: v for k, v in row(p, 200, outcome).__dict__.items() if k != "id"}
+            await self.gw.store.submit_async(self.gw.store.update_request_op(p.request_id,
+                                                                            **values))
+
+    async def stream_failed(self, p: Plan, exc: LlmopsError) -> None:
+        """The stream broke after its 200 went out."""
+        self._failure(p, exc)
+        if self.gw.options.log_requests:
+            await self.gw.store.submit_async(self.gw.store.update_request_op(
+                p.request_id, status=exc.http_status, error=_error(exc), latency_ms=_ms(p)))
+
+    def stream_abandoned(self, p: Plan, sent: str) -> None:
+        """The client hung up mid-stream: its row says so (not awaited: nobody is left)."""
+        self.gw.metrics.observe(p.endpoint_name, p.variant, 499, time.perf_counter() - p.started)
+        if self.gw.options.log_requests:
+            self.gw.store.submit_async(self.gw.store.update_request_op(
+                p.request_id, status=499, answer=sent, error="client closed the stream",
+                latency_ms=_ms(p)))
+
+    def variant_failed(self, p: Plan, exc: Exception) -> None:
+        """A variant failed; the request may still be answered by the fallback."""
+        self.gw.metrics.errors.labels(p.endpoint_name, p.variant, type(exc).__name__).inc()
+
+    # -- shadows ----------------------------------------------------------------------------
+    async def shadow(self, sp: Plan, parent: str, outcome: Outcome | None,
+                     exc: Exception | None = None) -> None:
+        """A shadow answer (or its failure), logged and never returned."""
+        if outcome is not None:
+            shadow_row = row(sp, 200, outcome, shadow_of=parent)
+        else:
+            self.gw.metrics.errors.labels(sp.endpoint_name, sp.variant, "shadow").inc()
+            shadow_row = row(sp, getattr(exc, "http_status", 500), error=str(exc)[:2000],
+                             shadow_of=parent)
+        try:
+            await self.gw.store.submit_async(self.gw.store.insert_request_op(shadow_row))
+        except Exception:
+            log.exception("%s: could not log the shadow answer", sp.request_id)
+
+    def shadow_skipped(self, p: Plan, variant: str) -> None:
+        self.gw.metrics.errors.labels(p.endpoint_name, variant, "shadow_skipped").inc()
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _observe(self, p: Plan, status: int, prompt_tokens: int = 0,
+                 completion_tokens: int = 0) -> None:
+        self.gw.metrics.observe(p.endpoint_name, p.variant, status,
+                                time.perf_counter() - p.started, prompt_tokens, completion_tokens)
+
+    def _failure(self, p: Plan, exc: LlmopsError) -> None:
+        self._observe(p, exc.http_status)
+        self.gw.metrics.errors.labels(p.endpoint_name, p.variant, type(exc).__name__).inc()
+
+
+def row(p: Plan, status: int, outcome: Outcome | None = None, error: str | None = None, *,
+        shadow_of: str | None = None) -> RequestRow:
+    """The request log's row for a plan and how it ended."""
+    lin = outcome.lineage if outcome is not None else None
+    if p.fallback_from:
+        lin = (lin or Lineage()).with_(fallback_from=p.fallback_from)
+        error = error or p.first_error
+    return RequestRow(
+        id=p.request_id, endpoint=p.endpoint_name, status=status, variant=p.variant,
+        chain=p.live.name if p.live else None, chain_version=p.live.version if p.live else None,
+        key_id=p.key_id, user=p.user, shadow_of=shadow_of, stream=p.stream,
+        messages=p.messages, answer=outcome.answer if outcome else None,
+        sources=outcome.sources if outcome else None, lineage=lin,
+        prompt_version=lin.prompt_version if lin else None,
+        index_version=lin.index_version if lin else None,
+        latency_ms=_ms(p),
+        prompt_tokens=lin.prompt_tokens if lin else None,
+        completion_tokens=lin.completion_tokens if lin else None,
+        error=error,
+    )
+
+
+def _ms(p: Plan) -> float:
+    return round((time.perf_counter() - p.started) * 1000, 2)
+
+
+def _error(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
