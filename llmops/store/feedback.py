@@ -107,7 +107,8 @@ class FeedbackMixin(Writer):
 
     def export_feedback(
         self, *, endpoint: str | None = None, since: float | None = None,
-        rating: str | None = None, batch: int = 500,
+        rating: str | None = None, variant: str | None = None, until: float | None = None,
+        batch: int = 500,
     ) -> Iterator[dict[str, Any]]:
         """Each current vote with its whole request (messages, answer, sources, lineage)."""
         q = sa.select(
@@ -115,7 +116,7 @@ class FeedbackMixin(Writer):
             FEEDBACK.c.updated_at.label("rated_at"), FEEDBACK.c.votes,
             *[c for c in REQUESTS.c if c.name != "id"],
         ).join(REQUESTS, REQUESTS.c.id == FEEDBACK.c.request_id)
-        q = _feedback_filters(q, None, None, rating, endpoint, None, since, None)
+        q = _feedback_filters(q, None, None, rating, endpoint, variant, since, until)
         q = q.order_by(FEEDBACK.c.updated_at, FEEDBACK.c.request_id, FEEDBACK.c.reviewer)
         offset = 0
         while True:

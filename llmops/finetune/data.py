@@ -1,0 +1,224 @@
+"""Training data: chat conversations from JSONL files and from reviewed answers, tokenized
+with the base model's chat template, the loss on the assistant's tokens only.
+
+A conversation is `{"messages": [{"role", "content"}, ...]}` ending with the
+assistant. The training set's version is the hash of its conversations in
+order. Packing (`pack`) lays a micro-batch's conversations end to end in one
+row with positions restarting at each: transformers then masks attention
+block by block, so no conversation attends to another, and no token is padding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, time, timezone
+from pathlib import Path
+from typing import Any
+
+from llmops.errors import SpecError
+
+IGNORE = -100  # the label of a token the loss skips
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Conversation:
+    messages: tuple[tuple[str, str], ...]  # (role, content), ending with the assistant
+    source: str  # where it came from: file:line, or feedback:<request id>
+
+    def as_messages(self) -> list[dict[str, str]]:
+        return [{"role": r, "content": c} for r, c in self.messages]
+
+
+@dataclass(frozen=True)
+class Example:
+    """A tokenized conversation: ids, and labels (IGNORE outside the assistant's turns)."""
+
+    input_ids: list[int]
+    labels: list[int]
+    source: str
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(label != IGNORE for label in self.labels)
+
+
+# -- sources ------------------------------------------------------------------------------
+def read_jsonl(path: Path) -> list[Conversation]:
+    """Conversations of a JSONL file; an error names the file, the line and what is wrong."""
+    out = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"{where}: not valid JSON: {exc.msg}") from None
+        messages = data.get("messages") if isinstance(data, dict) else None
+        out.append(Conversation(_checked(messages, where), where))
+    if not out:
+        raise SpecError(f"{path}: no conversations")
+    return out
+
+
+def _checked(messages: Any, where: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(messages, list) or not messages:
+        raise SpecError(f"{where}: messages: expected a non-empty list")
+    turns = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(
+                m.get("content"), str) or not m["content"].strip():
+            raise SpecError(f"{where}: messages[{i}]: needs role system|user|assistant and "
+                            "non-empty text content")
+        turns.append((m["role"], m["content"]))
+    if turns[-1][0] != "assistant":
+        raise SpecError(f"{where}: messages: the last message must be the assistant's")
+    return tuple(turns)
+
+
+def from_feedback(rows: Iterable[dict[str, Any]]) -> list[Conversation]:
+    """Reviewed answers (rows of `Store.export_feedback`) as conversations.
+
+    Rated up: the served answer is the target. Rated down with a comment: the
+    comment (the reviewer's corrected answer) is. Rated down without one: left
+    out. Only the user's and the assistant's turns are kept (client system
+    messages never reached the model). Several votes on one request keep the latest.
+    """
+    latest: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        latest[str(row["request_id"])] = row  # rows come oldest vote first
+    out = []
+    for rid, row in latest.items():
+        up = row.get("rating") == "up"
+        target = row.get("answer") if up else row.get("comment")
+        if not isinstance(target, str) or not target.strip():
+            continue
+        turns = [(m["role"], m["content"]) for m in row.get("messages") or []
+                 if isinstance(m, dict) and m.get("role") in ("user", "assistant")
+                 and isinstance(m.get("content"), str)]
+        if not turns or turns[-1][0] != "user":
+            continue
+        out.append(Conversation((*turns, ("assistant", target.strip())), f"feedback:{rid}"))
+    return out
+
+
+def load_conversations(recipe: Any, project: Path, store: Any = None) -> list[Conversation]:
+    """Every conversation of a recipe's sources, in the order the recipe lists them."""
+    from llmops.finetune.recipe import FeedbackSource, JsonlSource
+
+    out: list[Conversation] = []
+    for src in recipe.data:
+        if isinstance(src, JsonlSource):
+            out += read_jsonl(project / src.jsonl)
+        elif isinstance(src, FeedbackSource):
+            f = src.feedback
+            own = store is None
+            if own:
+                from llmops.store import Store
+
+                store = Store.open()
+            try:
+                out += from_feedback(store.export_feedback(
+                    endpoint=f.endpoint, variant=f.variant, since=_day(f.since),
+                    until=_day(f.until)))
+            finally:
+                if own:
+                    store.close()
+                    store = None
+    return out
+
+
+def _day(d: Any) -> float | None:
+    if d is None:
+        return None
+    return datetime.combine(d, time.min, tzinfo=timezone.utc).timestamp()
+
+
+def data_version(conversations: Sequence[Conversation]) -> str:
+    """The training set's version: a hash of its conversations, in order."""
+    h = hashlib.sha256()
+    for c in conversations:
+        h.update(json.dumps(c.messages, ensure_ascii=False).encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
+# -- tokens ---------------------------------------------------------------------------------
+def tokenize(tokenizer: Any, conv: Conversation, max_len: int) -> Example | None:
+    """The conversation through the chat template; labels only on the assistant's tokens
+    (their text and the end-of-turn token that closes them). None if nothing is left to
+    learn within `max_len` tokens."""
+    messages = conv.as_messages()
+    ids = _template(tokenizer, messages, generation_prompt=False)
+    labels = [IGNORE] * len(ids)
+    end_of_turn = tokenizer.eos_token_id
+    for i, (role, _) in enumerate(conv.messages):
+        if role != "assistant":
+            continue
+        start = len(_template(tokenizer, messages[:i], generation_prompt=True))
+        end = len(_template(tokenizer, messages[:i + 1], generation_prompt=False))
+        if ids[:end] != _template(tokenizer, messages[:i + 1], generation_prompt=False):
+            raise SpecError(f"{conv.source}: the chat template does not render conversations "
+                            "as prefixes of each other; cannot find the assistant's tokens")
+        span = ids[start:end]
+        if end_of_turn in span:  # what follows the end-of-turn token is layout, not answer
+            end = start + span.index(end_of_turn) + 1
+        labels[start:end] = ids[start:end]
+    ids, labels = ids[:max_len], labels[:max_len]
+    if all(label == IGNORE for label in labels):
+        return None
+    return Example(ids, labels, conv.source)
+
+
+def _template(tokenizer: Any, messages: list[dict[str, str]], *,
+              generation_prompt: bool) -> list[int]:
+    ids: Any = tokenizer.apply_chat_template(messages, tokenize=True,
+                                             add_generation_prompt=generation_prompt,
+                                             return_dict=False)
+    if hasattr(ids, "get") and "input_ids" in ids:
+        ids = ids["input_ids"]
+    return [int(t) for t in ids]
+
+
+def split(examples: list[Example], share: float, seed: int) -> tuple[list[Example], list[Example]]:
+    """(train, evaluation): a seeded shuffle, `share` held out (at least one if share > 0)."""
+    order = list(range(len(examples)))
+    random.Random(seed).shuffle(order)
+    n_eval = 0 if share <= 0 or len(examples) < 2 else max(1, round(len(examples) * share))
+    held = set(order[:n_eval])
+    return ([e for i, e in enumerate(examples) if i not in held],
+            [e for i, e in enumerate(examples) if i in held])
+
+
+# -- batches --------------------------------------------------------------------------------
+def pack(batch: Sequence[Example]) -> dict[str, Any]:
+    """One row: the conversations end to end, positions restarting at each, no padding.
+
+    With no attention mask, transformers reads the restarts in `position_ids` and masks
+    attention to each conversation's own block (`masking_utils.find_packed_sequence_indices`).
+    """
+    import torch
+
+    ids, labels, positions = [], [], []
+    for ex in batch:
+        ids += ex.input_ids
+        labels += [IGNORE] + ex.labels[1:]  # never learn a conversation's first token
+        positions += range(len(ex.input_ids))
+    return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
+            "position_ids": torch.tensor([positions])}
+
+
+def pad(batch: Sequence[Example], pad_id: int) -> dict[str, Any]:
+    """Rows padded on the right to the longest, with an attention mask (packing off)."""
+    import torch
+
+    width = max(len(ex.input_ids) for ex in batch)
+    ids = [ex.input_ids + [pad_id] * (width - len(ex.input_ids)) for ex in batch]
+    labels = [ex.labels + [IGNORE] * (width - len(ex.labels)) for ex in batch]
+    mask = [[1] * len(ex.input_ids) + [0] * (width - len(ex.input_ids)) for ex in batch]
+    return {"input_ids": torch.tensor(ids), "labels": torch.tensor(labels),
+            "attention_mask": torch.tensor(mask)}
