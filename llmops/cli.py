@@ -53,6 +53,7 @@ def _mount() -> None:
     from llmops.eval.ab_cli import app as ab_app
     from llmops.eval.cli import app as eval_app
     from llmops.eval.cli import gate
+    from llmops.finetune.cli import app as finetune_app
     from llmops.index.cli import app as index_app
     from llmops.prompts.cli import app as prompts_app
     from llmops.registry.cli import app as registry_app
@@ -67,6 +68,7 @@ def _mount() -> None:
     app.command("serve")(serve)
     app.add_typer(keys_app, name="keys")
     app.add_typer(feedback_app, name="feedback")
+    app.add_typer(finetune_app, name="finetune")
     app.add_typer(eval_app, name="eval")
     app.command("gate")(gate)
     app.add_typer(ab_app, name="ab")

@@ -20,7 +20,14 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -97,6 +104,13 @@ class Settings(BaseSettings):
     vector: VectorSettings = Field(default_factory=VectorSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _not_empty(cls, value: Any) -> Any:
+        if isinstance(value, str) and value.strip() in ("", "."):
+            raise ValueError("must name a folder (empty would put the state in the project)")
+        return value
 
     @model_validator(mode="after")
     def _derive_paths(self) -> Settings:

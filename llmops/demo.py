@@ -6,9 +6,12 @@ compare-and-set, logs the RAG chain with prompt.qa pinned, evaluates it on the
 smoke dataset (ragas, no judge) and gates it to production, answers a Python
 question with the local SmolLM2 model, with its sources and lineage. Then it
 logs the A/B candidate (the chain with prompt.qa_brief) to staging, evaluates
-it and runs its gate as a dry run. Then it serves the gateway on the reference routes (both variants of
-`rag-qa` live) and prints the URL, a client and a reviewer key and a curl
-line; `--smoke` instead sends a few chats and votes through it and exits 0.
+it and runs its gate as a dry run. With `--finetune` it also trains the
+house-style LoRA adapter (`finetune/house_style.yaml`), stages it and the
+chain that uses it as the A/B candidate, with its dry-run gate. Then it
+serves the gateway on the reference routes (both variants of `rag-qa` live)
+and prints the URL, a client and a reviewer key and a curl line; `--smoke`
+instead sends a few chats and votes through it and exits 0.
 Every step is idempotent: a second run changes nothing it need not.
 """
 
@@ -80,6 +83,39 @@ def _gate(name: str, version: int, *, dry_run: bool) -> None:
         raise typer.Exit(1)
 
 
+def _finetune_step(reg: Any, rag: Any) -> None:
+    """Fine-tune the house-style adapter, stage it, log chain.rag_qa with it as the A/B
+    candidate, evaluate it and dry-run the adapter's gate."""
+    import llmops.chains as chains
+    from llmops.config import get_settings
+    from llmops.finetune import run
+
+    recipe = get_settings().project_dir / "finetune" / "house_style.yaml"
+    with _step("8. fine-tune adapter.house_style (LoRA, a few CPU steps; JSONL + rated-up "
+               "feedback)"):
+        r = run(recipe)
+        m = r.metrics
+        typer.echo(f"   adapter.house_style: {'registered' if r.created else 'unchanged,'} "
+                   f"version {r.version} (data {r.data_version}, {r.steps} steps, "
+                   f"{m['tokens_per_s']:.0f} tokens/s)")
+        if "eval_loss_before" in m:
+            typer.echo(f"     eval loss {m['eval_loss_before']:.3f} -> "
+                       f"{m['eval_loss_after']:.3f}")
+        assert r.version is not None
+        _stage(reg, "adapter.house_style", r.version)
+    with _step("9. the adapter candidate: chain.rag_qa with adapter.house_style, to staging; "
+               "evaluate it, dry-run its gate"):
+        candidate = chains.log(rag, adapter="adapter.house_style@staging")
+        typer.echo(f"   {candidate.name}: {'registered' if candidate.created else 'unchanged,'}"
+                   f" version {candidate.version} (adapter {candidate.lineage.get('adapter')})")
+        if _aliases(reg, "chain.rag_qa").get("production") == candidate.version:
+            typer.echo(f"   chain.rag_qa@production is already version {candidate.version}")
+            return
+        _stage(reg, "chain.rag_qa", candidate.version)
+        _evaluate(f"chain.rag_qa/{candidate.version}")
+        _gate("adapter.house_style", r.version, dry_run=True)
+
+
 def demo(
     question: str = typer.Option(QUESTION, "--question", "-q", help="what to ask"),
     max_tokens: int = typer.Option(120, "--max-tokens", help="cap on the answer, tokens"),
@@ -87,6 +123,9 @@ def demo(
     smoke: bool = typer.Option(
         False, "--smoke", help="instead of serving on, send a few chats and votes, then exit"
     ),
+    finetune: bool = typer.Option(
+        False, "--finetune", help="also fine-tune the house-style adapter (a few CPU steps) and "
+        "stage chain.rag_qa with it as the A/B candidate"),
 ) -> None:
     """Run the main job end to end on the embedded defaults."""
     import llmops.chains as chains
@@ -167,6 +206,9 @@ def demo(
                    f"version {chat.version}")
         _promote(chains.promote, lambda n: reg.list_versions(f"chain.{n}"), "chat",
                  chat.version, "chain")
+
+    if finetune:
+        _finetune_step(reg, rag)
 
     typer.echo("\nTry: llmops index query \"what is a generator\"; llmops prompts list; "
                "llmops registry history chain.rag_qa")

@@ -27,6 +27,12 @@ class SpecError(LlmopsError):
     http_status = 400
 
 
+class RecipeError(SpecError):
+    """A fine-tuning recipe or its data is malformed (nothing is trained)."""
+
+    exit_code = 1
+
+
 class RenderError(LlmopsError):
     """A template could not be rendered with the values given."""
 

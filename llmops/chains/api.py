@@ -68,15 +68,17 @@ def log(
     code_path: Path | str,
     *,
     prompt: str | None = None,
+    adapter: str | None = None,
     registry: Registry | None = None,
 ) -> LogResult:
     """Register `chain.<name>` from its file and config, with every alias pinned.
 
+    `prompt` and `adapter` replace the config's references (a candidate's, say).
     Logging the same code, config and prompt version again returns the existing version.
     """
     reg = registry or get_registry()
     code = Path(code_path)
-    cfg, p_info, p, resolved = _pinned(reg, code, prompt)
+    cfg, p_info, p, resolved = _pinned(reg, code, prompt, adapter)
     # The hash covers everything the version does: code, exact prompt, adapter version,
     # base model and index reference (all resolved in `resolved`).
     digest = hashlib.sha256(
@@ -119,13 +121,17 @@ def log(
 
 
 def _pinned(
-    reg: Registry, code: Path, prompt: str | None
+    reg: Registry, code: Path, prompt: str | None, adapter: str | None = None
 ) -> tuple[ChainConfig, VersionInfo, Prompt, dict[str, Any]]:
     """The chain's config with every reference resolved: the exact prompt version (checked
     against the chain), the exact adapter version, the base model, the index."""
     cfg = load_chain_config(code)
     if prompt:
         cfg = cfg.model_copy(update={"prompt": prompt})
+    if adapter:
+        if "adapter" not in type(cfg.llm).model_fields:
+            raise ChainError(f"chain {cfg.name}: its {cfg.llm.backend} backend takes no adapter")
+        cfg = cfg.model_copy(update={"llm": cfg.llm.model_copy(update={"adapter": adapter})})
     p_info = reg.resolve(cfg.prompt, kind="prompt")
     p = load_prompt(p_info.ref, registry=reg)
     _check_prompt(cfg, p)
@@ -240,10 +246,10 @@ def load(ref: str, *, registry: Registry | None = None) -> Chain:
     return chain_from_parts(resolved, prompt_yaml, version=info.version)
 
 
-def load_local(code_path: Path | str, *, prompt: str | None = None,
+def load_local(code_path: Path | str, *, prompt: str | None = None, adapter: str | None = None,
                registry: Registry | None = None) -> Chain:
     """A chain straight from its file and config, unregistered (for notebooks)."""
-    _, _, p, resolved = _pinned(registry or get_registry(), Path(code_path), prompt)
+    _, _, p, resolved = _pinned(registry or get_registry(), Path(code_path), prompt, adapter)
     return chain_from_parts(resolved, p.spec.to_yaml())
 
 

@@ -18,12 +18,14 @@ def _json(data: object) -> None:
 def log_cmd(
     path: Path = typer.Argument(..., help="chain file, e.g. chains/rag_qa.py"),
     prompt: str = typer.Option(None, "--prompt", help="prompt reference to pin, e.g. qa@staging"),
+    adapter: str = typer.Option(None, "--adapter",
+                                help="adapter reference to pin, e.g. adapter.house_style@staging"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
     """Register chain.<name>, every alias resolved to an exact version."""
     from llmops.chains.api import log
 
-    r = log(path, prompt=prompt)
+    r = log(path, prompt=prompt, adapter=adapter)
     if as_json:
         _json(r.to_dict())
         return

@@ -13,9 +13,9 @@ baseline, and an optional online criterion. `run_gate` checks a candidate:
 
 Pass: `production` moves to the candidate by compare-and-set. Fail: the
 candidate is archived with the reasons. Either way the decision goes to the
-version's tags and description and to the audit record. A prompt is gated
-through the chain that uses it: the chain is logged with each prompt version
-pinned, and those chain versions are evaluated.
+version's tags and description and to the audit record. A prompt or an
+adapter is gated through the chain that uses it: the chain is logged with each
+version pinned, and those chain versions are evaluated.
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ class GatesFile(_Strict):
             kind = name.split(".", 1)[0]
             if kind not in ("chain", "prompt", "adapter", "tabular") or "." not in name:
                 raise ValueError(f"gates.{name}: name a registered model such as chain.rag_qa")
-            if kind == "prompt" and not spec.chain:
-                raise ValueError(f"gates.{name}.chain: a prompt is evaluated through a chain; "
+            if kind in ("prompt", "adapter") and not spec.chain:
+                raise ValueError(f"gates.{name}.chain: a {kind} is evaluated through a chain; "
                                  "name its file (chains/<name>.py)")
             unknown = [m for m in spec.metrics if m not in METRICS]
             if unknown:
@@ -242,11 +242,12 @@ def evaluated_version(reg: Registry, name: str, version: VersionInfo, spec: Gate
     """The chain version whose evaluation stands for `version` (itself, for a chain)."""
     if name.startswith("chain."):
         return version
-    if name.startswith("prompt."):
+    if name.startswith(("prompt.", "adapter.")):
         from llmops.chains.api import log as log_chain
 
         assert spec.chain is not None
-        logged = log_chain(settings.project_dir / spec.chain, prompt=version.ref, registry=reg)
+        pinned = {"prompt" if name.startswith("prompt.") else "adapter": version.ref}
+        logged = log_chain(settings.project_dir / spec.chain, registry=reg, **pinned)
         return reg.get(logged.name, logged.version)
     raise GateError(f"{name}: gating {name.split('.')[0]} models needs their evaluation, "
                     "which this llmops does not have yet")

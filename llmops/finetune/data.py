@@ -15,11 +15,15 @@ import json
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, time, timezone
+from datetime import date, datetime, time, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from llmops.errors import SpecError
+from llmops.errors import RecipeError
+
+if TYPE_CHECKING:
+    from llmops.finetune.recipe import FeedbackFilter, Recipe
+    from llmops.store import Store
 
 IGNORE = -100  # the label of a token the loss skips
 ROLES = ("system", "user", "assistant")
@@ -50,34 +54,46 @@ class Example:
 # -- sources ------------------------------------------------------------------------------
 def read_jsonl(path: Path) -> list[Conversation]:
     """Conversations of a JSONL file; an error names the file, the line and what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: cannot read it: {exc}") from None
     out = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         where = f"{path}:{lineno}"
         try:
             data = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise SpecError(f"{where}: not valid JSON: {exc.msg}") from None
+            raise RecipeError(f"{where}: not valid JSON: {exc.msg}") from None
         messages = data.get("messages") if isinstance(data, dict) else None
         out.append(Conversation(_checked(messages, where), where))
     if not out:
-        raise SpecError(f"{path}: no conversations")
+        raise RecipeError(f"{path}: no conversations")
     return out
 
 
 def _checked(messages: Any, where: str) -> tuple[tuple[str, str], ...]:
+    """(role, content) pairs: an optional system message first, then the user's turn first
+    and the assistant's last (the template renders each prefix for its tokens)."""
     if not isinstance(messages, list) or not messages:
-        raise SpecError(f"{where}: messages: expected a non-empty list")
+        raise RecipeError(f"{where}: messages: expected a non-empty list")
     turns = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(
                 m.get("content"), str) or not m["content"].strip():
-            raise SpecError(f"{where}: messages[{i}]: needs role system|user|assistant and "
-                            "non-empty text content")
+            raise RecipeError(f"{where}: messages[{i}]: needs role system|user|assistant and "
+                              "non-empty text content")
+        if m["role"] == "system" and i > 0:
+            raise RecipeError(f"{where}: messages[{i}]: a system message can only come first")
         turns.append((m["role"], m["content"]))
+    first = 1 if turns[0][0] == "system" else 0
+    if first >= len(turns) or turns[first][0] != "user":
+        raise RecipeError(f"{where}: messages[{first}]: the first turn must be the user's")
     if turns[-1][0] != "assistant":
-        raise SpecError(f"{where}: messages: the last message must be the assistant's")
+        raise RecipeError(f"{where}: messages[{len(turns) - 1}]: the last message must be the "
+                          "assistant's")
     return tuple(turns)
 
 
@@ -90,50 +106,67 @@ def from_feedback(rows: Iterable[dict[str, Any]]) -> list[Conversation]:
     messages never reached the model). Several votes on one request keep the latest.
     """
     latest: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        latest[str(row["request_id"])] = row  # rows come oldest vote first
+    for row in rows:  # `export_feedback` yields the oldest vote first
+        rid = str(row["request_id"])
+        latest.pop(rid, None)  # keep requests in the order of their latest vote
+        latest[rid] = row
     out = []
     for rid, row in latest.items():
         up = row.get("rating") == "up"
         target = row.get("answer") if up else row.get("comment")
         if not isinstance(target, str) or not target.strip():
             continue
-        turns = [(m["role"], m["content"]) for m in row.get("messages") or []
-                 if isinstance(m, dict) and m.get("role") in ("user", "assistant")
-                 and isinstance(m.get("content"), str)]
+        turns = [(m["role"], _text(m.get("content"))) for m in row.get("messages") or []
+                 if isinstance(m, dict) and m.get("role") in ("user", "assistant")]
+        turns = [t for t in turns if t[1].strip()]
+        while turns and turns[0][0] != "user":  # the model's turns start with the user's
+            turns.pop(0)
         if not turns or turns[-1][0] != "user":
             continue
         out.append(Conversation((*turns, ("assistant", target.strip())), f"feedback:{rid}"))
     return out
 
 
-def load_conversations(recipe: Any, project: Path, store: Any = None) -> list[Conversation]:
-    """Every conversation of a recipe's sources, in the order the recipe lists them."""
-    from llmops.finetune.recipe import FeedbackSource, JsonlSource
+def _text(content: Any) -> str:
+    """A message's text: a string, or the text parts of OpenAI's list-of-parts form."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text") or "" for p in content
+                       if isinstance(p, dict) and p.get("type") == "text")
+    return ""
 
+
+def load_conversations(recipe: Recipe, project: Path,
+                       store: Store | None = None) -> list[Conversation]:
+    """Every conversation of a recipe's sources, in the order the recipe lists them.
+
+    Feedback comes from `store`, else from the settings' request log (opened and closed here).
+    """
     out: list[Conversation] = []
     for src in recipe.data:
-        if isinstance(src, JsonlSource):
+        if src.jsonl is not None:
             out += read_jsonl(project / src.jsonl)
-        elif isinstance(src, FeedbackSource):
-            f = src.feedback
-            own = store is None
-            if own:
-                from llmops.store import Store
+        elif (f := src.feedback) is not None:
+            if store is not None:
+                out += from_feedback(_export(store, f))
+                continue
+            from llmops.store import Store
 
-                store = Store.open()
+            own = Store.open()
             try:
-                out += from_feedback(store.export_feedback(
-                    endpoint=f.endpoint, variant=f.variant, since=_day(f.since),
-                    until=_day(f.until)))
+                out += from_feedback(_export(own, f))
             finally:
-                if own:
-                    store.close()
-                    store = None
+                own.close()
     return out
 
 
-def _day(d: Any) -> float | None:
+def _export(store: Store, f: FeedbackFilter) -> list[dict[str, Any]]:
+    return list(store.export_feedback(endpoint=f.endpoint, variant=f.variant,
+                                      since=_day(f.since), until=_day(f.until)))
+
+
+def _day(d: date | None) -> float | None:
     if d is None:
         return None
     return datetime.combine(d, time.min, tzinfo=timezone.utc).timestamp()
@@ -159,11 +192,13 @@ def tokenize(tokenizer: Any, conv: Conversation, max_len: int) -> Example | None
     for i, (role, _) in enumerate(conv.messages):
         if role != "assistant":
             continue
-        start = len(_template(tokenizer, messages[:i], generation_prompt=True))
-        end = len(_template(tokenizer, messages[:i + 1], generation_prompt=False))
-        if ids[:end] != _template(tokenizer, messages[:i + 1], generation_prompt=False):
-            raise SpecError(f"{conv.source}: the chat template does not render conversations "
-                            "as prefixes of each other; cannot find the assistant's tokens")
+        prompt = _template(tokenizer, messages[:i], generation_prompt=True)
+        turn = _template(tokenizer, messages[:i + 1], generation_prompt=False)
+        start, end = len(prompt), len(turn)
+        if ids[:start] != prompt or ids[:end] != turn or start >= end:
+            raise RecipeError(f"{conv.source}: messages[{i}]: the chat template does not render "
+                              "conversations as prefixes of each other; cannot find the "
+                              "assistant's tokens")
         span = ids[start:end]
         if end_of_turn in span:  # what follows the end-of-turn token is layout, not answer
             end = start + span.index(end_of_turn) + 1
@@ -188,7 +223,8 @@ def split(examples: list[Example], share: float, seed: int) -> tuple[list[Exampl
     """(train, evaluation): a seeded shuffle, `share` held out (at least one if share > 0)."""
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
-    n_eval = 0 if share <= 0 or len(examples) < 2 else max(1, round(len(examples) * share))
+    n = len(examples)
+    n_eval = 0 if share <= 0 or n < 2 else min(n - 1, max(1, round(n * share)))  # keep one
     held = set(order[:n_eval])
     return ([e for i, e in enumerate(examples) if i not in held],
             [e for i, e in enumerate(examples) if i in held])
@@ -198,15 +234,19 @@ def split(examples: list[Example], share: float, seed: int) -> tuple[list[Exampl
 def pack(batch: Sequence[Example]) -> dict[str, Any]:
     """One row: the conversations end to end, positions restarting at each, no padding.
 
-    With no attention mask, transformers reads the restarts in `position_ids` and masks
-    attention to each conversation's own block (`masking_utils.find_packed_sequence_indices`).
+    With no attention mask and no cache (`use_cache=False`, as in training), transformers
+    reads the restarts in `position_ids` and masks attention to each conversation's own
+    block (`masking_utils.find_packed_sequence_indices`). A conversation's first token gets
+    no label: it would be predicted from the end of the one before.
     """
     import torch
 
-    ids, labels, positions = [], [], []
+    ids: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
     for ex in batch:
         ids += ex.input_ids
-        labels += [IGNORE] + ex.labels[1:]  # never learn a conversation's first token
+        labels += [IGNORE, *ex.labels[1:]]  # never learn a conversation's first token
         positions += range(len(ex.input_ids))
     return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
             "position_ids": torch.tensor([positions])}

@@ -15,7 +15,7 @@ train: {steps: 30, learning_rate: 2.0e-4, batch_size: 4, max_seq_len: 512}
 
 `check_recipe` adds what needs the model's config (not its weights): every
 target module exists in the model, the sequence length fits its positions.
-Each problem is one line naming the file and the field.
+Each problem is one `RecipeError` line naming the file and the field.
 """
 
 from __future__ import annotations
@@ -24,22 +24,16 @@ import hashlib
 import json
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmops.config import get_settings, read_yaml_model
-from llmops.errors import SpecError
+from llmops.errors import RecipeError
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class JsonlSource(_Strict):
-    """Chat conversations, one JSON object a line: {"messages": [{role, content}, ...]}."""
-
-    jsonl: str = Field(description="path, relative to the project")
 
 
 class FeedbackFilter(_Strict):
@@ -50,12 +44,30 @@ class FeedbackFilter(_Strict):
     since: date | None = Field(None, description="answers rated on or after this day")
     until: date | None = Field(None, description="answers rated before this day")
 
+    @model_validator(mode="after")
+    def _window(self) -> FeedbackFilter:
+        if self.since and self.until and self.until <= self.since:
+            raise ValueError("until must be a later day than since")
+        return self
 
-class FeedbackSource(_Strict):
-    """Reviewed answers: rated up, the served answer is the target; rated down with a
-    comment, the comment (the corrected answer) is; rated down without one: left out."""
 
-    feedback: FeedbackFilter = Field(default_factory=FeedbackFilter)
+class DataSource(_Strict):
+    """One source of conversations: exactly one of `jsonl` and `feedback`.
+
+    `jsonl`: chat conversations, one JSON object a line: {"messages": [{role, content}, ...]}.
+    `feedback`: reviewed answers of the request log. Rated up: the served answer is the
+    target; rated down with a comment: the comment (the corrected answer) is; rated down
+    without one: left out.
+    """
+
+    jsonl: str | None = Field(None, description="a JSONL file, relative to the project")
+    feedback: FeedbackFilter | None = Field(None, description="reviewed answers of the log")
+
+    @model_validator(mode="after")
+    def _one(self) -> DataSource:
+        if (self.jsonl is None) == (self.feedback is None):
+            raise ValueError("set exactly one of jsonl and feedback")
+        return self
 
 
 class LoraSpec(_Strict):
@@ -95,7 +107,7 @@ class Recipe(_Strict):
     name: str = Field(pattern=r"^[a-z][a-z0-9_\-]{0,62}$", description="adapter.<name>")
     description: str = Field(min_length=1)
     base_model: str | None = Field(None, description="hub reference (default: settings)")
-    data: list[JsonlSource | FeedbackSource] = Field(min_length=1)
+    data: list[DataSource] = Field(min_length=1, description="read in this order")
     lora: LoraSpec = Field(default_factory=LoraSpec)
     train: TrainSpec = Field(default_factory=lambda: TrainSpec(steps=30))
     tags: dict[str, str] = Field(default_factory=dict)
@@ -108,9 +120,10 @@ class Recipe(_Strict):
     def base(self) -> str:
         return self.base_model or get_settings().base_model
 
-    def resolved(self) -> dict:  # type: ignore[type-arg]
+    def resolved(self) -> dict[str, Any]:
         """Every setting, defaults included, with the base model resolved."""
-        return self.model_dump(mode="json") | {"base_model": self.base}
+        return self.model_dump(mode="json") | {"base_model": self.base, "data": [
+            s.model_dump(mode="json", exclude_none=True) for s in self.data]}
 
     def content_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.resolved(), sort_keys=True).encode()).hexdigest()
@@ -120,15 +133,15 @@ def load_recipe(path: Path | str) -> Recipe:
     """A recipe file, validated; data files must exist (paths relative to the project)."""
     path = Path(path)
     if not path.is_file():
-        raise SpecError(f"{path}: no such recipe file")
-    recipe = read_yaml_model(path, Recipe)
+        raise RecipeError(f"{path}: no such recipe file")
+    recipe = read_yaml_model(path, Recipe, RecipeError)
     if recipe.name != path.stem:
-        raise SpecError(f"{path}: name: {recipe.name!r} must match the file name {path.stem!r}")
+        raise RecipeError(f"{path}: name: {recipe.name!r} must match the file name {path.stem!r}")
     project = get_settings().project_dir
     for i, src in enumerate(recipe.data):
-        if isinstance(src, JsonlSource) and not (project / src.jsonl).is_file():
-            raise SpecError(f"{path}: data[{i}].jsonl: no such file {src.jsonl!r} "
-                            f"(relative to {project})")
+        if src.jsonl is not None and not (project / src.jsonl).is_file():
+            raise RecipeError(f"{path}: data[{i}].jsonl: no such file {src.jsonl!r} "
+                              f"(relative to {project})")
     return recipe
 
 
@@ -142,13 +155,15 @@ def check_recipe(recipe: Recipe, where: Path | str) -> None:
     config = AutoConfig.from_pretrained(resolve_base_model(recipe.base))
     limit = getattr(config, "max_position_embeddings", None)
     if limit is not None and recipe.train.max_seq_len > limit:
-        raise SpecError(f"{where}: train.max_seq_len: {recipe.train.max_seq_len} is over the "
-                        f"model's {limit} positions ({recipe.base})")
+        raise RecipeError(f"{where}: train.max_seq_len: {recipe.train.max_seq_len} is over "
+                          f"the model's {limit} positions ({recipe.base})")
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
-    names = {n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-             if isinstance(m, torch.nn.Linear)}
-    missing = [t for t in recipe.lora.target_modules if t not in names]
+    linear = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+    # peft matches a target by the end of a module's dotted name: q_proj, self_attn.q_proj
+    missing = [t for t in recipe.lora.target_modules
+               if not any(n == t or n.endswith(f".{t}") for n in linear)]
     if missing:
-        raise SpecError(f"{where}: lora.target_modules: {', '.join(missing)} not in "
-                        f"{recipe.base} (its linear modules: {', '.join(sorted(names))})")
+        names = sorted({n.rsplit(".", 1)[-1] for n in linear})
+        raise RecipeError(f"{where}: lora.target_modules: {', '.join(missing)} not in "
+                          f"{recipe.base} (its linear modules: {', '.join(names)})")

@@ -14,6 +14,12 @@ worker waits a short window, at most 5% of the last batch's time and
 just came back are preparing their next request meanwhile), and goes on taking
 jobs while they arrive in a burst (less than `QUIET_S` apart).
 
+Adapters: a job names the adapter it runs with (None: the plain base), and a
+batch holds jobs of one adapter and one sampling only. Before a batch the
+worker enters `activate(adapter)`, which sets the model up for it (the local
+backend turns that adapter's LoRA layers on), holding `model_lock`, which
+whoever changes the model's layers takes too.
+
 Exactness: greedy rows give the tokens they would give alone. Padding is
 masked out of attention (positions follow the mask), and the repetition
 penalty, which transformers applies over all input ids, is applied here over
@@ -60,11 +66,17 @@ class Job:
     sink: Callable[[str], None] | None = None  # gets the text pieces of a streaming caller
     future: Future[Result] = field(default_factory=Future)
     cancelled: bool = False  # the caller left: stop its row at the next token
+    adapter: str | None = None  # the adapter's name in the model; None: the plain base
 
     @property
     def alone(self) -> bool:
         """A seeded sampling job runs alone: its seed must make it repeatable."""
         return self.seed is not None and self.sampling.temperature > 0
+
+    def fits(self, other: Job) -> bool:
+        """Whether the two may share a batch: same adapter, same sampling, neither alone."""
+        return (not (self.alone or other.alone) and self.adapter == other.adapter
+                and self.sampling == other.sampling)
 
 
 @dataclass(frozen=True)
@@ -77,11 +89,28 @@ class Result:
     token_ids: tuple[int, ...] = ()  # the new tokens
 
 
-class Batcher:
-    """The worker of one loaded model: `submit` jobs, get futures of their results."""
+Activate = Callable[[str | None], contextlib.AbstractContextManager[Any]]
 
-    def __init__(self, model: Any, tokenizer: Any, *, max_batch: int = 16) -> None:
+
+@contextlib.contextmanager
+def _no_adapters(adapter: str | None) -> Iterator[None]:
+    if adapter is not None:
+        raise ValueError(f"adapter {adapter!r}: this batcher's model has no adapters")
+    yield
+
+
+class Batcher:
+    """The worker of one loaded model: `submit` jobs, get futures of their results.
+
+    `activate(adapter)` sets the model up for a batch of that adapter (None: the plain
+    base); by default the model has no adapters.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, max_batch: int = 16,
+                 activate: Activate = _no_adapters) -> None:
         self.model, self.tokenizer, self.max_batch = model, tokenizer, max_batch
+        self.activate = activate
+        self.model_lock = threading.Lock()  # held while a batch runs, and while layers change
         pad = tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else tokenizer.eos_token_id)
         self.eos_ids = _eos_ids(model, tokenizer)
@@ -111,7 +140,10 @@ class Batcher:
             gathering = time.perf_counter()
             batch = self._gather(first)
             started = time.perf_counter()
+            # Recorded before the callers hear back: one that reads them sees its batch.
             self.waits.append(started - gathering if self._company else 0.0)
+            self.sizes.append(len(batch))
+            del self.sizes[:-1000], self.waits[:-1000]
             try:
                 self._run(batch)
             except BaseException as exc:  # every caller of the batch hears of it
@@ -120,8 +152,6 @@ class Batcher:
                     if not job.future.done():
                         job.future.set_exception(exc)
             self._last_size, self._last_s = len(batch), time.perf_counter() - started
-            self.sizes.append(len(batch))
-            del self.sizes[:-1000], self.waits[:-1000]
 
     def _gather(self, first: Job) -> list[Job]:
         batch = [first]
@@ -143,7 +173,7 @@ class Batcher:
             job = self._take(wait_until)
             if job is None:
                 break
-            if job.alone or job.sampling != first.sampling:
+            if not job.fits(first):
                 skipped.append(job)
             else:
                 batch.append(job)
@@ -186,7 +216,8 @@ class Batcher:
         if sampling.temperature > 0:
             options = {"do_sample": True, "temperature": sampling.temperature}
         device = self.model.device
-        with seeded(batch[0].seed if len(batch) == 1 else None), torch.inference_mode():
+        with (self.model_lock, self.activate(batch[0].adapter),
+              seeded(batch[0].seed if len(batch) == 1 else None), torch.inference_mode()):
             out = self.model.generate(
                 input_ids=input_ids.to(device), attention_mask=mask.to(device),
                 max_new_tokens=limit, pad_token_id=self.pad_id, logits_processor=processors,

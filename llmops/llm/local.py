@@ -6,6 +6,12 @@ are gathered into batches by its `Batcher` (see `batching.py`), so eight
 callers share one `generate` instead of queuing behind a lock. The async API
 awaits the batch's future: it holds no thread while the model works.
 
+Adapters: one loaded base model serves the base and any number of LoRA
+adapters (`SharedBase`). The first adapter wraps the base into a peft model,
+later ones are loaded beside it; each job names its adapter, a batch holds
+jobs of one adapter only, and the worker switches the adapter on for that
+batch. Two chains on two adapters of one base hold one copy of its weights.
+
 Example:
     >>> llm = create_llm({"backend": "local", "max_tokens": 32})
     >>> llm.generate([{"role": "user", "content": "What is the capital of France?"}]).text
@@ -16,8 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future
@@ -26,16 +32,20 @@ from typing import Any
 from pydantic import Field
 
 from llmops.errors import BackendError, ChainError
+from llmops.llm.adapters import SharedBase, shared_base
 from llmops.llm.base import END, LLM, Generation, LLMOptions, Messages, Piece, register_backend
 from llmops.llm.batching import Batcher, Job, Result, Sampling
 
-MAX_BATCH = 16  # jobs in one generate, at most
+log = logging.getLogger(__name__)
+
 
 
 class LocalOptions(LLMOptions):
-    """A model of the hub in this process, optionally with a registered LoRA adapter."""
+    """A model of the hub in this process, optionally with a LoRA adapter."""
 
-    adapter: str | None = Field(None, description="adapter.<name>@alias or adapter.<name>/version")
+    adapter: str | None = Field(
+        None, description="adapter.<name>@alias, adapter.<name>/version, or a folder holding "
+        "a peft LoRA adapter")
     repetition_penalty: float = Field(1.0, ge=1.0, le=2.0,
                                       description=">1 discourages loops in small models")
 
@@ -52,17 +62,31 @@ class LocalLLM(LLM):
         from llmops.config import get_settings
 
         self.ref = self.options.model or get_settings().base_model
-        self._batcher: Batcher | None = None
+        self._base: SharedBase | None = None
+        self._adapter: str | None = None  # the adapter's name inside the shared base
 
     @property
     def model_id(self) -> str:
         return self.ref + (f"+{self.options.adapter}" if self.options.adapter else "")
 
+    def base(self) -> SharedBase:
+        """The shared base model of this backend, its adapter loaded (both on first use)."""
+        if self._base is None:
+            base = shared_base(self.ref)
+            if self.options.adapter:
+                self._adapter = base.adapter(self.options.adapter)
+            self._base = base  # last: a thread that sees it sees the adapter too
+        return self._base
+
+    @property
+    def adapter_name(self) -> str | None:
+        """The name this backend's adapter has in the shared base (None: the plain base)."""
+        self.base()
+        return self._adapter
+
     def batcher(self) -> Batcher:
-        """The batch worker of this backend's model (loading the model on first use)."""
-        if self._batcher is None:
-            self._batcher = batcher_for(self.ref, self.options.adapter)
-        return self._batcher
+        """The batch worker of this backend's base model (shared with its other adapters)."""
+        return self.base().batcher
 
     def _job(self, messages: Messages, max_tokens: int | None, temperature: float | None,
              seed: int | None, sink: Any = None) -> Job:
@@ -72,7 +96,7 @@ class LocalLLM(LLM):
         if temp < 0:
             raise BackendError(f"temperature must be >= 0, not {temp}")
         return Job(chat_ids(b.tokenizer, messages), max_tokens or o.max_tokens,
-                   Sampling(temp, o.repetition_penalty), seed, sink)
+                   Sampling(temp, o.repetition_penalty), seed, sink, adapter=self._adapter)
 
     def _generation(self, result: Result, started: float) -> Generation:
         return Generation(result.text, self.model_id, result.prompt_tokens,
@@ -145,48 +169,6 @@ def _result(fut: Future[Result]) -> Result:
 def _failed(exc: Exception) -> Exception:
     return exc if isinstance(exc, BackendError | ChainError) else BackendError(
         f"local generation failed: {type(exc).__name__}: {exc}")
-
-
-# -- models and their batchers ------------------------------------------------------------
-_batchers: dict[tuple[int, str | None], Batcher] = {}
-_batchers_lock = threading.Lock()
-
-
-def batcher_for(ref: str, adapter: str | None = None) -> Batcher:
-    """The one batch worker of a loaded base model (and adapter) in this process."""
-    from llmops.hub import load_causal_lm
-
-    model, tokenizer = load_causal_lm(ref)
-    key = (id(model), adapter)
-    with _batchers_lock:
-        found = _batchers.get(key)
-    if found is not None:
-        return found
-    if adapter:
-        model = _with_adapter(model, adapter)
-    with _batchers_lock:
-        return _batchers.setdefault(key, Batcher(model, tokenizer, max_batch=MAX_BATCH))
-
-
-def clear_batchers() -> None:
-    """Forget the batch workers (with `hub.clear_model_cache`, to free the models)."""
-    with _batchers_lock:
-        _batchers.clear()
-
-
-def _with_adapter(model: Any, ref: str) -> Any:
-    """The base model with a registered LoRA adapter applied (peft)."""
-    from llmops.registry import get_registry
-
-    try:
-        from peft import PeftModel
-    except ImportError as exc:
-        raise ChainError("adapters need peft: pip install peft") from exc
-    reg = get_registry()
-    info = reg.resolve(ref, kind="adapter")
-    folder = reg.download(info.name, info.version)
-    path = folder / "artifacts" / "adapter" if (folder / "artifacts" / "adapter").is_dir() else folder
-    return PeftModel.from_pretrained(model, str(path)).eval()
 
 
 # -- chat templates -------------------------------------------------------------------------

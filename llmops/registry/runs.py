@@ -72,6 +72,14 @@ class RunLog:
             tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
         )
 
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Metrics at one step of a curve (a training loss, say)."""
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, step)
+                                                    for k, v in metrics.items()])
+
     def log_dict(self, data: Any, artifact_file: str) -> None:
         self.client.log_dict(self.run_id, data, artifact_file)
 
@@ -128,18 +136,28 @@ class Tracking:
 
     @contextlib.contextmanager
     def run(
-        self, area: str, run_name: str, *, tags: Mapping[str, Any] | None = None
+        self, area: str, run_name: str, *, tags: Mapping[str, Any] | None = None,
+        resume: str | None = None,
     ) -> Iterator[RunLog]:
-        """An MLflow run in experiment `<prefix>/<area>`; FAILED if the block raises."""
+        """An MLflow run in experiment `<prefix>/<area>`; FAILED if the block raises.
+
+        `resume`: the id of an earlier run of this experiment to go on writing (a job
+        resumed after it was killed), instead of a new run.
+        """
         exp_id = self.experiment_id(area)
-        sha, dirty = git_commit(self.settings.project_dir)
-        all_tags = {"mlflow.source.git.commit": sha, TAG_DIRTY: str(dirty).lower()}
-        all_tags.update({k: str(v) for k, v in (tags or {}).items()})
-        run = self.client.create_run(exp_id, run_name=run_name, tags=all_tags)
-        log = RunLog(self.client, run.info.run_id, exp_id)
+        if resume is not None:
+            found = self.client.get_run(resume)
+            self.client.update_run(resume, status="RUNNING")
+            run_id, exp_id = resume, str(found.info.experiment_id)
+        else:
+            sha, dirty = git_commit(self.settings.project_dir)
+            all_tags = {"mlflow.source.git.commit": sha, TAG_DIRTY: str(dirty).lower()}
+            all_tags.update({k: str(v) for k, v in (tags or {}).items()})
+            run_id = self.client.create_run(exp_id, run_name=run_name, tags=all_tags).info.run_id
+        log = RunLog(self.client, run_id, exp_id)
         try:
             yield log
         except BaseException:
-            self.client.set_terminated(run.info.run_id, "FAILED")
+            self.client.set_terminated(run_id, "FAILED")
             raise
-        self.client.set_terminated(run.info.run_id, "FINISHED")
+        self.client.set_terminated(run_id, "FINISHED")
