@@ -83,6 +83,16 @@ class Lineage:
         return replace(self, **changes)
 
     @property
+    def usage(self) -> tuple[int, int]:
+        """(prompt tokens, completion tokens) as the backend counted them; 0 if it did not."""
+        return self.prompt_tokens or 0, self.completion_tokens or 0
+
+    @property
+    def finish(self) -> str:
+        """Why the answer ended: stop (its end, or a stop sequence), or length."""
+        return self.finish_reason or "stop"
+
+    @property
     def adapter_ref(self) -> str | None:
         """`adapter.<name>/<version>`, or None without an adapter."""
         if not self.adapter:

@@ -42,12 +42,11 @@ class ChainResult:
 
     @property
     def usage(self) -> tuple[int, int]:
-        """(prompt tokens, completion tokens); 0 where the backend did not count."""
-        return self.lineage.prompt_tokens or 0, self.lineage.completion_tokens or 0
+        return self.lineage.usage
 
     @property
     def finish_reason(self) -> str:
-        return self.lineage.finish_reason or "stop"
+        return self.lineage.finish
 
     def to_dict(self, *, contexts: bool = False) -> dict[str, Any]:
         out = {"answer": self.answer, "sources": self.sources, "lineage": self.lineage.to_dict()}

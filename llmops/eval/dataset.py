@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from llmops import jsonl
 from llmops.config import describe_validation_error
 from llmops.errors import EvalError
 
@@ -87,16 +88,7 @@ def load_dataset(path: Path | str) -> Dataset:
         raise EvalError(f"{path}: no such dataset file")
     items: list[EvalItem] = []
     seen: dict[str, int] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EvalError(f"{where}: not valid JSON: {exc.msg}") from None
-        if not isinstance(data, dict):
-            raise EvalError(f"{where}: expected a JSON object")
+    for where, lineno, data in jsonl.objects(path, EvalError):
         try:
             item = EvalItem.model_validate(data)
         except ValidationError as exc:

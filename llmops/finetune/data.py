@@ -19,6 +19,7 @@ from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmops import jsonl
 from llmops.errors import RecipeError
 
 if TYPE_CHECKING:
@@ -54,21 +55,9 @@ class Example:
 # -- sources ------------------------------------------------------------------------------
 def read_jsonl(path: Path) -> list[Conversation]:
     """Conversations of a JSONL file; an error names the file, the line and what is wrong."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"{path}: cannot read it: {exc}") from None
-    out = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise RecipeError(f"{where}: not valid JSON: {exc.msg}") from None
-        messages = data.get("messages") if isinstance(data, dict) else None
-        out.append(Conversation(_checked(messages, where), where))
+    out = [Conversation(_checked(data.get("messages"), where), where)
+           for where, _, data in jsonl.objects(path, RecipeError,
+                                               what="an object with messages")]
     if not out:
         raise RecipeError(f"{path}: no conversations")
     return out

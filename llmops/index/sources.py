@@ -16,7 +16,6 @@ its text, and flat metadata with at least `title`, `source` and `url` or `path`.
 from __future__ import annotations
 
 import glob as globlib
-import json
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmops import jsonl
 from llmops.errors import SourceError
 
 Scalar = str | int | float | bool
@@ -297,32 +297,23 @@ class JsonlSource(Source):
             else str(path)
         )
         seen: set[str] = set()
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                at = f"{self.where}: {path}:{lineno}"
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise SourceError(f"{at}: not valid JSON: {exc.msg}") from None
-                if not isinstance(row, dict):
-                    raise SourceError(f"{at}: expected an object with id and text")
-                local_id, text = row.get("id"), row.get("text")
-                if isinstance(local_id, bool) or not isinstance(local_id, str | int):
-                    raise SourceError(f"{at}: `id` must be a string or an integer")
-                if not isinstance(text, str):
-                    raise SourceError(f"{at}: `text` must be a string")
-                metadata = row.get("metadata") or {}
-                if not isinstance(metadata, dict) or not all(
-                    isinstance(v, Scalar) for v in metadata.values()
-                ):
-                    raise SourceError(f"{at}: `metadata` must map keys to str/int/float/bool")
-                local_id = str(local_id)
-                if local_id in seen:
-                    raise SourceError(f"{at}: duplicate id {local_id!r}")
-                seen.add(local_id)
-                meta: dict[str, Scalar] = {"title": local_id, "path": rel, **metadata}
-                yield self.document(local_id, text, meta)
+        for at, _, row in jsonl.objects(path, SourceError, prefix=self.where,
+                                    what="an object with id and text"):
+            local_id, text = row.get("id"), row.get("text")
+            if isinstance(local_id, bool) or not isinstance(local_id, str | int):
+                raise SourceError(f"{at}: `id` must be a string or an integer")
+            if not isinstance(text, str):
+                raise SourceError(f"{at}: `text` must be a string")
+            metadata = row.get("metadata") or {}
+            if not isinstance(metadata, dict) or not all(
+                isinstance(v, Scalar) for v in metadata.values()
+            ):
+                raise SourceError(f"{at}: `metadata` must map keys to str/int/float/bool")
+            local_id = str(local_id)
+            if local_id in seen:
+                raise SourceError(f"{at}: duplicate id {local_id!r}")
+            seen.add(local_id)
+            meta: dict[str, Scalar] = {"title": local_id, "path": rel, **metadata}
+            yield self.document(local_id, text, meta)
         if not seen:
             raise SourceError(f"{self.where}.path: {path} holds no document")

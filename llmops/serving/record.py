@@ -42,12 +42,11 @@ class Outcome:
 
     @property
     def usage(self) -> tuple[int, int]:
-        """(prompt tokens, completion tokens) as the backend counted them; 0 if it did not."""
-        return self.lineage.prompt_tokens or 0, self.lineage.completion_tokens or 0
+        return self.lineage.usage
 
     @property
     def finish_reason(self) -> str:
-        return self.lineage.finish_reason or "stop"
+        return self.lineage.finish
 
     @property
     def chain_label(self) -> str | None:

@@ -151,7 +151,7 @@ def test_a_killed_run_resumes_from_its_checkpoint_in_the_same_mlflow_run(
     first_run = json.loads((work / "run.json").read_text())["run_id"]
     assert not list(get_registry().list_versions("adapter.tiny")) if get_registry().exists(
         "adapter.tiny") else True  # killed before registering
-    result = run(recipe_path, resume=True, progress=False)
+    result = run(recipe_path, resume=True, merge=True, progress=False)
     assert result.resumed_from is not None and result.resumed_from >= 2
     assert result.steps == 8 and result.run_id == first_run and result.version == 1
     assert work == workdir(recipe, result.data_version)
@@ -159,3 +159,10 @@ def test_a_killed_run_resumes_from_its_checkpoint_in_the_same_mlflow_run(
     assert client.get_run(first_run).info.status == "FINISHED"
     steps = [p.step for p in client.get_metric_history(first_run, "loss")]
     assert steps[0] == 1 and steps[-1] == 8 and set(range(result.resumed_from + 1, 9)) <= set(steps)
+    # --merge: the merged weights are registered beside the adapter, a plain model.
+    from transformers import AutoModelForCausalLM
+
+    merged = get_registry().download("adapter.tiny", 1) / "artifacts" / "merged"
+    assert (merged / "config.json").is_file() and list(merged.glob("*.safetensors"))
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    assert not hasattr(model, "peft_config")
