@@ -6,8 +6,8 @@ compare-and-set, logs the RAG chain with prompt.qa pinned, evaluates it on the
 smoke dataset (ragas, no judge) and gates it to production, answers a Python
 question with the local SmolLM2 model, with its sources and lineage. Then it
 logs the A/B candidate (the chain with prompt.qa_brief) to staging, evaluates
-it and runs its gate as a dry run. With `--finetune` it also trains the
-house-style LoRA adapter (`finetune/house_style.yaml`), stages it and the
+it and runs its gate as a dry run. Then it trains the house-style LoRA adapter
+(`finetune/house_style.yaml`; `--no-finetune` skips it), stages it and the
 chain that uses it as the A/B candidate, with its dry-run gate. Then it
 serves the gateway on the reference routes (both variants of `rag-qa` live)
 and prints the URL, a client and a reviewer key and a curl line; `--smoke`
@@ -124,8 +124,8 @@ def demo(
         False, "--smoke", help="instead of serving on, send a few chats and votes, then exit"
     ),
     finetune: bool = typer.Option(
-        False, "--finetune", help="also fine-tune the house-style adapter (a few CPU steps) and "
-        "stage chain.rag_qa with it as the A/B candidate"),
+        True, "--finetune/--no-finetune", help="fine-tune the house-style adapter (a few CPU "
+        "steps, under two minutes) and stage chain.rag_qa with it as the A/B candidate"),
 ) -> None:
     """Run the main job end to end on the embedded defaults."""
     import llmops.chains as chains

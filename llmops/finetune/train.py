@@ -20,6 +20,7 @@ import math
 import resource
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ from llmops.config import get_settings
 from llmops.errors import SpecError
 from llmops.finetune import data as D
 from llmops.finetune.recipe import Recipe, check_recipe, load_recipe
+
+# peft still asks transformers for `is_gradient_checkpointing`, which warns at every call.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 AREA = "finetune"
 # Dense bfloat16 peak of common GPUs, FLOP/s, for the utilisation figure

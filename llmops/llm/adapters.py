@@ -17,12 +17,16 @@ import json
 import logging
 import re
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from llmops.errors import ChainError, RegistryError
 from llmops.llm.batching import Batcher
+
+# peft still asks transformers for `is_gradient_checkpointing`, which warns at every call.
+warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 log = logging.getLogger(__name__)
 
