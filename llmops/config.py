@@ -60,8 +60,17 @@ class GatewaySettings(_Strict):
     refresh_interval_s: float = Field(30.0, gt=0, description="alias cache refresh, seconds")
     max_body_bytes: int = Field(1_000_000, gt=0, description="request body cap, bytes")
     dev_key: bool = Field(
-        False, description="print a fresh admin key at start-up (dev only; never runs open)"
+        False, description="print a fresh admin key at start-up (dev profile only; refused "
+        "in staging and prod)"
     )
+    commit_timeout_s: float = Field(
+        5.0, gt=0, le=300, description="a request whose log row is not committed by then gets "
+        "503 with Retry-After (never a 2xx), seconds")
+    max_pending_writes: int = Field(
+        10_000, ge=1, description="log writes waiting at once; past it requests get 503 "
+        "before any model runs")
+    docs: bool | None = Field(
+        None, description="serve /docs, /redoc and /openapi.json (default: on, off in prod)")
 
 
 class EvalSettings(_Strict):

@@ -7,10 +7,17 @@ from __future__ import annotations
 
 
 class LlmopsError(Exception):
-    """Base of every error llmops raises on purpose."""
+    """Base of every error llmops raises on purpose.
+
+    `public`: whether the message may reach an HTTP client as it is. Messages of 4xx
+    errors always do (they say what is wrong with the request); a 5xx error's message
+    may hold internal text (an upstream's body, a database error), so clients get a
+    generic one unless the class composes its message from safe parts only.
+    """
 
     exit_code = 1
     http_status = 500
+    public = False
 
 
 class ConfigError(LlmopsError):
@@ -69,6 +76,7 @@ class BackendTimeoutError(BackendError):
     """An LLM backend did not answer in time."""
 
     http_status = 504
+    public = True
 
 
 class ChainError(LlmopsError):
@@ -111,6 +119,7 @@ class IndexNotBuiltError(LlmopsError):
 
     exit_code = 4
     http_status = 503
+    public = True
 
 
 class IndexStateError(LlmopsError):
@@ -131,6 +140,7 @@ class GatewayError(LlmopsError):
 
     http_status = 400
     code: str | None = None
+    public = True  # composed by the gateway from what the request and routes say
 
     def __init__(self, message: str, *, param: str | None = None,
                  headers: dict[str, str] | None = None) -> None:
@@ -186,6 +196,12 @@ class RateLimitedError(GatewayError):
     code = "rate_limit_exceeded"
 
 
+class KeyBusyError(RateLimitedError):
+    """The key has as many requests in flight on the endpoint as one key may."""
+
+    code = "concurrency_limit_exceeded"
+
+
 class BusyError(GatewayError):
     """The endpoint is at its maximum of concurrent requests, or a variant is not loaded."""
 
@@ -202,6 +218,27 @@ class UnknownRequestError(StoreError):
     """Feedback names a request id that the log does not hold."""
 
     http_status = 404
+
+
+class VoteRefusedError(StoreError):
+    """The request exists but takes no vote (a shadow answer, a stream still in progress)."""
+
+    http_status = 409
+
+
+class StoreBusyError(StoreError):
+    """The log cannot take a write in time: its lock is held, or too many writes wait.
+
+    Nothing was acknowledged: the client may retry after `Retry-After` seconds.
+    """
+
+    http_status = 503
+    code = "log_unavailable"
+    public = True
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after_s)}
 
 
 class UnknownEvaluationError(EvalError):

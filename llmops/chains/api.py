@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops.chains.config import ChainConfig, load_chain_config
+from llmops.chains.kinds import require_untrusted
 from llmops.chains.runtime import Chain
 from llmops.config import get_settings
 from llmops.errors import ChainError
@@ -170,6 +171,7 @@ def _check_prompt(cfg: ChainConfig, p: Prompt) -> None:
             f"chain {cfg.name}: prompt {p.ref} requires {', '.join(extra)}, which the chain "
             "cannot fill"
         )
+    require_untrusted(cfg, p)
 
 
 def _save_pyfunc(code: Path, resolved: dict[str, Any], prompt_path: Path, model_dir: Path) -> None:

@@ -21,6 +21,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from llmops.chains.config import ChainConfig
 from llmops.errors import ChainError
 from llmops.prompts.api import Prompt
+from llmops.prompts.render import delimit
 
 Messages = list[dict[str, str]]
 
@@ -89,6 +90,18 @@ def kind_builder(name: str) -> tuple[KindBuilder, bool]:
     return _KINDS[name], name not in _NON_BLOCKING
 
 
+def require_untrusted(cfg: ChainConfig, prompt: Prompt) -> None:
+    """The variables a chain fills with user or retrieved text must be declared untrusted
+    in its prompt (inserted only as delimited data, in user turns)."""
+    needed = [cfg.question_variable] + ([cfg.context_variable] if cfg.kind == "rag" else [])
+    trusted = [v for v in needed
+               if v in prompt.spec.variables and not prompt.spec.variables[v].untrusted]
+    if trusted:
+        raise ChainError(
+            f"chain {cfg.name}: prompt {prompt.ref} must declare {', '.join(trusted)} "
+            "`untrusted: true` (the chain fills it with the user's or the index's text)")
+
+
 def normalize_input(inputs: Any) -> dict[str, Any]:
     """A question string, OpenAI-style messages, or {"messages": ...} / {"question": ...}.
 
@@ -119,8 +132,14 @@ def normalize_input(inputs: Any) -> dict[str, Any]:
 
 
 def _with_history(rendered: Messages, history: Messages) -> Messages:
-    """Insert earlier turns between the prompt's instructions and the final user turn."""
-    return [*rendered[:-1], *history, rendered[-1]]
+    """Insert earlier turns between the prompt's instructions and the final user turn.
+
+    Every earlier turn is the client's word, an assistant turn included (a client can
+    forge one): each goes in as untrusted data, in its role.
+    """
+    turns = [{"role": m["role"], "content": delimit(f"earlier {m['role']} turn", m["content"])}
+             for m in history]
+    return [*rendered[:-1], *turns, rendered[-1]]
 
 
 @register_kind("chat", blocking=False)

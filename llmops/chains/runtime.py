@@ -23,7 +23,7 @@ from typing import Any
 from langchain_core.runnables import Runnable, RunnableLambda, RunnableSequence
 
 from llmops.chains.config import ChainConfig, IndexRef
-from llmops.chains.kinds import Prepared, kind_builder, normalize_input
+from llmops.chains.kinds import Prepared, kind_builder, normalize_input, require_untrusted
 from llmops.errors import ChainError
 from llmops.lineage import Lineage
 from llmops.llm import LLM, Generation
@@ -70,6 +70,7 @@ class Chain:
         tracing: bool = False,
     ) -> None:
         builder, self.blocking = kind_builder(config.kind)
+        require_untrusted(config, prompt)  # also for a version logged before the rule
         self.config, self.prompt, self.llm = config, prompt, llm
         self.version, self.content_hash, self.tracing = version, content_hash, tracing
         self._retriever = retriever

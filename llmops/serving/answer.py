@@ -21,7 +21,14 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from llmops.chains.runtime import ChainResult
-from llmops.errors import BackendError, BackendTimeoutError, BusyError, ChainError, LlmopsError
+from llmops.errors import (
+    BackendError,
+    BackendTimeoutError,
+    BusyError,
+    ChainError,
+    KeyBusyError,
+    LlmopsError,
+)
 from llmops.serving.gateway import Gateway
 from llmops.serving.plan import Plan, live_of
 from llmops.serving.record import Outcome, Recorder
@@ -42,27 +49,47 @@ else:  # pragma: no cover - Python 3.10
 
 
 class Slot:
-    """One of the endpoint's concurrent-request slots (503 when none is free)."""
+    """One of the endpoint's concurrent-request slots: 503 when none is free, 429 when the
+    key holds its share (`max_concurrency_per_key`), 503 when the log is too far behind
+    to take the row (before any model runs)."""
 
     def __init__(self, gw: Gateway, plan: Plan) -> None:
         self.gw, self.name = gw, plan.endpoint_name
-        self.limit = plan.endpoint.limits.max_concurrency
+        limits = plan.endpoint.limits
+        self.limit, self.per_key = limits.max_concurrency, limits.per_key
+        self.key = (plan.endpoint_name, plan.key_id)
         self.held = False
 
     def __enter__(self) -> Slot:
-        if self.gw.in_flight[self.name] >= self.limit:
+        gw = self.gw
+        if gw.in_flight[self.name] >= self.limit:
             raise BusyError(f"endpoint {self.name!r} is at its maximum of {self.limit} "
                             "concurrent requests; retry shortly", headers={"Retry-After": "1"})
-        self.gw.in_flight[self.name] += 1
-        self.gw.metrics.in_flight.inc()
+        mine = gw.in_flight_by_key.get(self.key, 0)
+        if mine >= self.per_key:
+            raise KeyBusyError(f"key {self.key[1]} has {mine} requests in flight on endpoint "
+                               f"{self.name!r}, its most at once; retry when one has finished",
+                               headers={"Retry-After": "1"})
+        if gw.options.log_requests and gw.store.saturated():
+            raise BusyError(f"the request log has {gw.store.pending} writes waiting; retry "
+                            "shortly", headers={"Retry-After": "2"})
+        gw.in_flight[self.name] += 1
+        gw.in_flight_by_key[self.key] = mine + 1
+        gw.metrics.in_flight.inc()
         self.held = True
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.held:
             self.held = False
-            self.gw.in_flight[self.name] -= 1
-            self.gw.metrics.in_flight.dec()
+            gw = self.gw
+            gw.in_flight[self.name] -= 1
+            left = gw.in_flight_by_key.get(self.key, 1) - 1
+            if left:
+                gw.in_flight_by_key[self.key] = left
+            else:
+                gw.in_flight_by_key.pop(self.key, None)
+            gw.metrics.in_flight.dec()
 
 
 async def answer(gw: Gateway, p: Plan) -> Outcome:
@@ -72,10 +99,15 @@ async def answer(gw: Gateway, p: Plan) -> Outcome:
         try:
             result = await _invoke_with_fallback(gw, p, rec)
         except LlmopsError as exc:
+            exc.request_id = p.request_id  # type: ignore[attr-defined]  # for the client
             await rec.failed(p, exc)
             raise
         outcome = Outcome.of(p, result)
-        await rec.answered(outcome)
+        try:
+            await rec.answered(outcome)
+        except LlmopsError as exc:
+            exc.request_id = p.request_id  # type: ignore[attr-defined]
+            raise
     shadow(gw, p, rec)
     return outcome
 
@@ -98,14 +130,16 @@ def fall_back(gw: Gateway, p: Plan, exc: Exception, rec: Recorder) -> bool:
     live = live_of(gw, p.endpoint, fb)
     if live is None:
         return False
-    log.warning("%s: variant %s failed (%s); falling back to %s", p.request_id, p.variant,
-                exc, fb)
+    log.warning("%s: variant %s failed (%s; the row has the message); falling back to %s",
+                p.request_id, p.variant, type(exc).__name__, fb)
     p.switch_to(fb, live, exc)
     return True
 
 
 def not_loaded(gw: Gateway, p: Plan) -> BusyError:
-    why = gw.cache.errors.get(p.endpoint.variant(p.variant).ref, "starting")
+    ref = p.endpoint.variant(p.variant).ref
+    why = "its chain failed to load (see the gateway log)" if ref in gw.cache.errors else (
+        "the gateway is starting")
     return BusyError(f"variant {p.variant} of {p.endpoint_name!r} is not loaded; {why}")
 
 

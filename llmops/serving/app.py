@@ -17,6 +17,7 @@ import llmops
 from llmops.config import Settings, get_settings
 from llmops.registry import Registry, get_registry
 from llmops.serving import errors
+from llmops.serving.gate import KeyGate
 from llmops.serving.gateway import Gateway, GatewayOptions
 from llmops.serving.limits import BodySizeLimit
 from llmops.serving.routes import admin, chat, feedback, health, models, review
@@ -41,14 +42,23 @@ def create_app(
         try:
             yield
         finally:
-            await gw.stop()
+            await gw.stop(gw.shutdown_budget())
 
+    docs = settings.gateway.docs
+    if docs is None:
+        docs = settings.profile != "prod"  # the API's map is for developers, not the world
     app = FastAPI(title="llmops gateway", version=llmops.__version__, lifespan=lifespan,
                   description="OpenAI-compatible chat over llmops chains, with A/B routing, "
-                              "a durable request log and reviewer feedback.")
+                              "a durable request log and reviewer feedback.",
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None)
     app.state.gateway = gw
     errors.install(app)
-    for module in (chat, models, feedback, review, admin, health):
-        app.include_router(module.router)
+    modules = (chat, models, feedback, review, admin, health)
+    for module in modules:
+        app.include_router(module.router)  # no prefixes: the gate matches their own paths
+    # outermost last: keys are checked before the body is read, then its size
     app.add_middleware(BodySizeLimit, max_bytes=settings.gateway.max_body_bytes)
+    app.add_middleware(KeyGate, gateway=gw,
+                       routes=[r for m in modules for r in m.router.routes])
     return app

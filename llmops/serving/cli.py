@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,7 +40,9 @@ def serve(
         False, "--no-request-log", hidden=True,
         help="do not log requests (only to measure what logging costs)"),
     access_log: bool = typer.Option(False, "--access-log", help="uvicorn's access log"),
-    drain_s: float = typer.Option(30.0, "--drain", help="graceful shutdown wait, seconds"),
+    drain_s: float = typer.Option(
+        25.0, "--drain", help="shutdown budget from SIGTERM, seconds: requests in flight, "
+        "shadows and the log's last commits finish within it"),
     threads: int = typer.Option(
         16, "--threads", help="threads for the blocking steps of chains (retrieval, a local "
         "model); a remote LLM is awaited and holds none"),
@@ -48,12 +51,16 @@ def serve(
     import uvicorn
 
     from llmops.config import get_settings
+    from llmops.errors import ConfigError
     from llmops.serving.app import create_app
     from llmops.serving.gateway import GatewayOptions
     from llmops.serving.keys import create_key
     from llmops.store import Store
 
     settings = get_settings()
+    if settings.gateway.dev_key and settings.profile != "dev":
+        raise ConfigError(f"gateway.dev_key is for the dev profile only, not {settings.profile}: "
+                          "make keys with `llmops keys create`")
     settings.ensure_home()
     store = Store.open(settings.store_url)
     if settings.gateway.dev_key:
@@ -67,9 +74,20 @@ def serve(
     app = create_app(settings=settings, routes=routes, store=store,
                      options=GatewayOptions(log_requests=not no_log, drain_s=drain_s,
                                              threads=threads, freeze_gc=True))
+    gw = app.state.gateway
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            if gw.exit_requested is None:
+                gw.exit_requested = time.monotonic()  # the shutdown budget counts from here
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
     typer.echo(f"llmops gateway on http://{host}:{port}/v1 (profile {settings.profile})")
-    uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log,
-                timeout_graceful_shutdown=int(drain_s), loop="auto", http="auto")
+    # requests in flight get two thirds of the budget; shadows and the log the rest
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=access_log,
+                            timeout_graceful_shutdown=max(1, int(drain_s * 2 / 3)),
+                            loop="auto", http="auto")
+    Server(config).run()
 
 
 def _stamp() -> str:
@@ -84,7 +102,8 @@ def _store() -> Store:
 
 @keys_app.command("create")
 def keys_create(
-    role: str = typer.Option(..., "--role", help="client (chat), reviewer (feedback), admin"),
+    role: str = typer.Option(
+        ..., "--role", help="client (chat), reviewer (feedback), metrics (/metrics), admin"),
     name: str = typer.Option(..., "--name", help="who holds it; a reviewer's votes carry it"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:

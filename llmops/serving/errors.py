@@ -31,6 +31,22 @@ TYPES = {
 }
 
 
+GENERIC = {
+    500: "internal error", 502: "the model backend failed", 503: "a service the gateway "
+    "needs is unavailable", 504: "no answer in time",
+}
+
+
+def client_message(exc: LlmopsError) -> str:
+    """What a client may read of an error: 4xx and public messages as they are; for other
+    5xx errors a generic line with the request id (the gateway log has the details)."""
+    if exc.http_status < 500 or exc.public:
+        return str(exc)
+    rid = getattr(exc, "request_id", None)
+    where = f" (request {rid})" if rid else ""
+    return f"{GENERIC.get(exc.http_status, 'internal error')}{where}; see the gateway log"
+
+
 def error_body(status: int, message: str, *, code: str | None = None,
                param: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": TYPES.get(status, "api_error"),
@@ -51,8 +67,12 @@ def install(app: FastAPI) -> None:
     async def _llmops(request: Request, exc: LlmopsError) -> JSONResponse:
         status = exc.http_status
         if status >= 500:
-            log.warning("%s %s -> %d: %s", request.method, request.url.path, status, exc)
-        return error_response(status, str(exc), code=getattr(exc, "code", None),
+            # the message may quote user text (an upstream echoing the prompt): the log
+            # names the error and the request; the request's row keeps the message
+            log.warning("%s %s -> %d: %s%s (request %s)", request.method, request.url.path,
+                        status, type(exc).__name__, f": {exc}" if exc.public else "",
+                        getattr(exc, "request_id", "-"))
+        return error_response(status, client_message(exc), code=getattr(exc, "code", None),
                               param=getattr(exc, "param", None),
                               headers=getattr(exc, "headers", None))
 

@@ -40,7 +40,9 @@ class GatewayOptions:
     # Threads for what blocks: a chain's retrieval, a local model, key look-ups. A remote
     # LLM (openai backend) is awaited on the event loop and holds no thread.
     threads: int = 16
-    drain_s: float = 30.0  # how long shutdown waits for shadow requests, s
+    # A shutdown's whole budget, s: requests in flight, shadow requests and the log's
+    # last commits all finish within it (counted from the exit signal).
+    drain_s: float = 25.0
     # Whether the process is the gateway's own (`llmops serve`): then what is loaded at start
     # (MLflow, chains: ~400,000 objects) leaves the cyclic GC's sight (`gc.freeze`). Else
     # each full collection walks it all, a 100-400 ms stop of every request in flight.
@@ -57,13 +59,23 @@ class Gateway:
     metrics: Metrics = field(default_factory=Metrics)
 
     def __post_init__(self) -> None:
-        self.keys = KeyCache(self.store, ttl_s=self.settings.gateway.refresh_interval_s)
+        gs = self.settings.gateway
+        self.store.commit_timeout_s = gs.commit_timeout_s
+        self.store.max_pending = gs.max_pending_writes
+        self.keys = KeyCache(self.store, ttl_s=gs.refresh_interval_s)
         rl = self.routes.rate_limit
         self.limiter = RateLimiter(rl.requests_per_s, rl.burst)
         self.pool = ThreadPoolExecutor(self.options.threads, thread_name_prefix="llmops-chain")
+        # key look-ups on a cache miss: their own threads, so a flood of unknown keys
+        # never takes the chains' threads
+        self.key_pool = ThreadPoolExecutor(2, thread_name_prefix="llmops-keys")
+        self.exit_requested: float | None = None  # monotonic time of SIGTERM/SIGINT
         self.in_flight: dict[str, int] = dict.fromkeys(self.routes.endpoints, 0)
+        self.in_flight_by_key: dict[tuple[str, str], int] = {}  # (endpoint, key id)
         self.background: set[asyncio.Task[Any]] = set()
         self.refresher: asyncio.Task[None] | None = None
+        self.watchdog: asyncio.Task[None] | None = None
+        self.readiness: tuple[float, int, dict[str, Any]] | None = None  # cached /readyz
         self.csrf_secret = secrets.token_bytes(16)  # per process: review forms
         self.started = time.time()
 
@@ -107,6 +119,13 @@ class Gateway:
             except Exception:  # never let the refresher die; readiness reports staleness
                 log.exception("alias refresh failed")
 
+    async def _watch_forever(self) -> None:
+        """Once a second: restart the log writer if its thread died with writes waiting."""
+        while True:
+            await asyncio.sleep(1.0)
+            state = self.store.watch()
+            self.metrics.log_pending.set(state.pending)
+
     def refresher_alive(self) -> bool:
         if self.refresher is None or self.refresher.done():
             return False
@@ -121,17 +140,34 @@ class Gateway:
             gc.collect()
             gc.freeze()
         self.refresher = asyncio.create_task(self._refresh_forever(), name="llmops-refresh")
+        self.watchdog = asyncio.create_task(self._watch_forever(), name="llmops-watchdog")
 
-    async def stop(self) -> None:
-        """After uvicorn drained the requests: finish shadows, stop refreshing, commit the log."""
-        if self.refresher is not None:
-            self.refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.refresher
+    async def stop(self, budget_s: float | None = None) -> None:
+        """After uvicorn drained the requests: finish shadows, stop refreshing, commit the log,
+        all within `budget_s` (default: the drain time): a stuck database cannot hold the
+        process past it (writes still waiting then were never acknowledged)."""
+        deadline = time.monotonic() + (self.options.drain_s if budget_s is None else budget_s)
+        for task in (self.refresher, self.watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.background:
-            _, pending = await asyncio.wait(set(self.background), timeout=self.options.drain_s)
+            left = max(deadline - time.monotonic() - 1.0, 0.0)
+            _, pending = await asyncio.wait(set(self.background), timeout=left)
             for task in pending:
                 task.cancel()
-        await asyncio.to_thread(self.store.close)  # commits every pending write
+        left = max(deadline - time.monotonic(), 0.5)
+        committed = await asyncio.to_thread(self.store.close, left)  # commits pending writes
+        if not committed:
+            log.error("shutdown: %d log writes were not committed within the drain time",
+                      self.store.pending)
         await llm.aclose()  # the upstream connections of this loop
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.key_pool.shutdown(wait=False, cancel_futures=True)
+
+    def shutdown_budget(self) -> float:
+        """What is left of the drain time since the exit signal came (all of it without one)."""
+        if self.exit_requested is None:
+            return self.options.drain_s
+        return max(self.options.drain_s - (time.monotonic() - self.exit_requested), 1.0)

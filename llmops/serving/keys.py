@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from llmops.store import ROLES, KeyRecord, Store
@@ -22,8 +24,15 @@ SCOPES: dict[str, frozenset[str]] = {
     "chat": frozenset({"client", "admin"}),
     "models": frozenset({"client", "reviewer", "admin"}),
     "review": frozenset({"reviewer", "admin"}),
+    "metrics": frozenset({"metrics", "admin"}),  # a Prometheus scraper needs no admin key
     "admin": frozenset({"admin"}),
 }
+# The shape of every key `create_key` makes: anything else is refused without a query.
+_KEY_SHAPE = re.compile(r"llmops-k[0-9a-f]{12}-[A-Za-z0-9_\-]{43}")
+
+
+def well_formed(secret: str) -> bool:
+    return _KEY_SHAPE.fullmatch(secret) is not None
 
 
 def hash_key(secret: str) -> str:
@@ -67,35 +76,44 @@ class _Entry:
 class KeyCache:
     """Hash -> key record, so a known key costs no query; entries expire after `ttl_s`.
 
-    A revoked key stops working within `ttl_s` seconds on every process.
+    A revoked key stops working within `ttl_s` seconds on every process. Past
+    `max_entries` the least recently used entry goes (a flood of unknown keys cannot
+    push the valid ones out all at once); a key not shaped like ours is unknown
+    without a query.
     """
 
     def __init__(self, store: Store, *, ttl_s: float = 30.0, miss_ttl_s: float = 2.0,
                  max_entries: int = 10_000) -> None:
         self.store, self.ttl_s, self.miss_ttl_s = store, ttl_s, miss_ttl_s
         self.max_entries = max_entries
-        self._entries: dict[str, _Entry] = {}
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+        self.queries = 0  # look-ups that reached the store
 
     def cached(self, secret: str) -> tuple[bool, KeyRecord | None]:
-        """(found in cache, record) without touching the store."""
-        entry = self._entries.get(hash_key(secret))
-        if entry is None or entry.until < time.monotonic():
-            return False, None
+        """(known without a query, record): from the cache, or refused by its shape."""
+        if not well_formed(secret):
+            return True, None
+        digest = hash_key(secret)
+        with self._lock:
+            entry = self._entries.get(digest)
+            if entry is None or entry.until < time.monotonic():
+                return False, None
+            self._entries.move_to_end(digest)
         return True, entry.record
 
     def lookup(self, secret: str) -> KeyRecord | None:
         """The key's record (querying the store on a cache miss); None if unknown or revoked."""
+        hit, record = self.cached(secret)
+        if hit:
+            return record
         digest = hash_key(secret)
-        now = time.monotonic()
-        entry = self._entries.get(digest)
-        if entry is not None and entry.until >= now:
-            return entry.record
+        self.queries += 1
         record = self.store.find_key(digest)
+        now = time.monotonic()
         with self._lock:
-            if len(self._entries) >= self.max_entries:
-                self._entries = {k: e for k, e in self._entries.items() if e.until >= now}
-                if len(self._entries) >= self.max_entries:
-                    self._entries.clear()
             self._entries[digest] = _Entry(record, now + (self.ttl_s if record else self.miss_ttl_s))
+            self._entries.move_to_end(digest)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
         return record

@@ -80,10 +80,15 @@ class BodySizeLimit:
 
 
 class RateLimiter:
-    """A token bucket per key: `rate` requests/s sustained, `burst` at once (one process)."""
+    """A token bucket per key: `rate` requests/s sustained, `burst` at once (one process).
 
-    def __init__(self, rate: float, burst: int) -> None:
+    At most `max_entries` buckets are kept (the least recently used go first: a bucket
+    that went is full again, which a key that idle long enough would have anyway).
+    """
+
+    def __init__(self, rate: float, burst: int, *, max_entries: int = 100_000) -> None:
         self.rate, self.burst = rate, burst
+        self.max_entries = max_entries
         self._buckets: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
@@ -91,9 +96,12 @@ class RateLimiter:
         """None if the request may go; else the seconds until it may (for Retry-After)."""
         t = time.monotonic() if now is None else now
         with self._lock:
-            bucket = self._buckets.get(key)
+            bucket = self._buckets.pop(key, None)
             if bucket is None:
-                bucket = self._buckets[key] = [float(self.burst), t]
+                bucket = [float(self.burst), t]
+                if len(self._buckets) >= self.max_entries:
+                    del self._buckets[next(iter(self._buckets))]
+            self._buckets[key] = bucket  # the most recently used last
             tokens = min(float(self.burst), bucket[0] + (t - bucket[1]) * self.rate)
             bucket[1] = t
             if tokens >= 1.0:
@@ -101,6 +109,12 @@ class RateLimiter:
                 return None
             bucket[0] = tokens
             return (1.0 - tokens) / self.rate
+
+    def exhausted(self, key: str, now: float | None = None) -> bool:
+        """Whether `key` has no request left now (nothing is taken)."""
+        t = time.monotonic() if now is None else now
+        bucket = self._buckets.get(key)
+        return bucket is not None and bucket[0] + (t - bucket[1]) * self.rate < 1.0
 
     @staticmethod
     def retry_after(seconds: float) -> str:

@@ -7,7 +7,6 @@ messages as sent.
 
 from __future__ import annotations
 
-import itertools
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -21,12 +20,10 @@ from llmops.serving.schemas import ChatCompletionRequest
 from llmops.serving.spec import EndpointSpec
 from llmops.store import KeyRecord
 
-_ID_PREFIX = f"chatcmpl-{secrets.token_hex(8)}"  # random per process: unique across replicas
-_ids = itertools.count(1)
-
 
 def new_request_id() -> str:
-    return f"{_ID_PREFIX}{next(_ids):012x}"
+    """96 random bits: unique across replicas, and no id tells the next one."""
+    return f"chatcmpl-{secrets.token_hex(12)}"
 
 
 @dataclass

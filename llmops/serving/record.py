@@ -4,7 +4,8 @@ Every way a request ends goes through here: answered, failed, a stream
 started (its row committed with status 0 before the 200 goes out), finished,
 failed after its first byte, or abandoned by its client, and shadow answers.
 A 2xx goes out only after `answered`/`stream_started` returned: the row is
-committed.
+committed. Every commit wait is bounded (`gateway.commit_timeout_s`): past it the
+request fails with StoreBusyError (503, Retry-After), never a 2xx.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmops.chains.runtime import ChainResult
-from llmops.errors import LlmopsError
+from llmops.errors import LlmopsError, StoreError
 from llmops.lineage import Lineage
 from llmops.serving.gateway import Gateway
 from llmops.serving.plan import Plan
@@ -61,51 +62,67 @@ class Recorder:
 
     # -- plain and streamed answers -------------------------------------------------------
     async def answered(self, outcome: Outcome) -> None:
-        """An answer is ready: count it, commit its row (then the 2xx may go out)."""
+        """An answer is ready: commit its row, count it (then the 2xx may go out)."""
         p = outcome.plan
-        self._observe(p, 200, *outcome.usage)
         if self.gw.options.log_requests:
-            await self.gw.store.submit_async(self.gw.store.insert_request_op(
-                row(p, 200, outcome)))
+            try:
+                await self._commit(self.gw.store.insert_request_op(
+                    row(p, 200, outcome)))
+            except LlmopsError as exc:
+                self._failure(p, exc)
+                raise
+        self._observe(p, 200, *outcome.usage)
 
     async def failed(self, p: Plan, exc: LlmopsError) -> None:
         """The request failed before any byte of an answer went out."""
         self._failure(p, exc)
         if self.gw.options.log_requests:
             try:
-                await self.gw.store.submit_async(self.gw.store.insert_request_op(
+                await self._commit(self.gw.store.insert_request_op(
                     row(p, exc.http_status, error=_error(exc))))
-            except Exception:
-                log.exception("%s: could not log the failed request", p.request_id)
+            except Exception as log_exc:  # the error answer goes out all the same
+                log.warning("%s: could not log the failed request: %s", p.request_id,
+                            type(log_exc).__name__)
 
     async def stream_started(self, p: Plan) -> None:
         """The first piece is there: its row (status 0, streaming) commits before the 200."""
         if self.gw.options.log_requests:
-            await self.gw.store.submit_async(self.gw.store.insert_request_op(row(p, 0)))
+            await self._commit(self.gw.store.insert_request_op(row(p, 0)))
 
     async def stream_finished(self, outcome: Outcome) -> None:
         """The whole answer went out: its row is completed before `[DONE]`."""
         p = outcome.plan
-        self._observe(p, 200, *outcome.usage)
         if self.gw.options.log_requests:
             values = {k: v for k, v in row(p, 200, outcome).__dict__.items() if k != "id"}
-            await self.gw.store.submit_async(self.gw.store.update_request_op(p.request_id,
+            await self._commit(self.gw.store.update_request_op(p.request_id,
                                                                             **values))
+        self._observe(p, 200, *outcome.usage)
 
-    async def stream_failed(self, p: Plan, exc: LlmopsError) -> None:
-        """The stream broke after its 200 went out."""
+    async def stream_failed(self, p: Plan, exc: LlmopsError, answer: str | None = None) -> None:
+        """The stream broke after its 200 went out (the chain, or the log itself, failed)."""
         self._failure(p, exc)
         if self.gw.options.log_requests:
-            await self.gw.store.submit_async(self.gw.store.update_request_op(
-                p.request_id, status=exc.http_status, error=_error(exc), latency_ms=_ms(p)))
+            values: dict[str, Any] = {"status": exc.http_status, "error": _error(exc),
+                                      "latency_ms": _ms(p)}
+            if answer is not None:
+                values["answer"] = answer
+            try:
+                await self._commit(self.gw.store.update_request_op(
+                    p.request_id, **values))
+            except Exception as log_exc:  # the error event goes out all the same
+                log.warning("%s: could not log the broken stream: %s", p.request_id,
+                            type(log_exc).__name__)
 
     def stream_abandoned(self, p: Plan, sent: str) -> None:
         """The client hung up mid-stream: its row says so (not awaited: nobody is left)."""
         self.gw.metrics.observe(p.endpoint_name, p.variant, 499, time.perf_counter() - p.started)
         if self.gw.options.log_requests:
-            self.gw.store.submit_async(self.gw.store.update_request_op(
-                p.request_id, status=499, answer=sent, error="client closed the stream",
-                latency_ms=_ms(p)))
+            try:
+                self.gw.store.submit_async(self.gw.store.update_request_op(
+                    p.request_id, status=499, answer=sent, error="client closed the stream",
+                    latency_ms=_ms(p)))
+            except LlmopsError as exc:  # the log is full or closed: nobody waits for this
+                log.warning("%s: could not log the abandoned stream: %s", p.request_id, exc)
 
     def variant_failed(self, p: Plan, exc: Exception) -> None:
         """A variant failed; the request may still be answered by the fallback."""
@@ -122,14 +139,26 @@ class Recorder:
             shadow_row = row(sp, getattr(exc, "http_status", 500), error=str(exc)[:2000],
                              shadow_of=parent)
         try:
-            await self.gw.store.submit_async(self.gw.store.insert_request_op(shadow_row))
-        except Exception:
-            log.exception("%s: could not log the shadow answer", sp.request_id)
+            await self._commit(self.gw.store.insert_request_op(shadow_row))
+        except Exception as exc:
+            log.warning("%s: could not log the shadow answer: %s", sp.request_id,
+                        type(exc).__name__)
 
     def shadow_skipped(self, p: Plan, variant: str) -> None:
         self.gw.metrics.errors.labels(p.endpoint_name, variant, "shadow_skipped").inc()
 
     # -- helpers ------------------------------------------------------------------------------
+    async def _commit(self, op: Any) -> Any:
+        """`op` committed within the commit timeout; a database failure is a StoreError
+        (its text names no statement parameter: the engines hide them)."""
+        try:
+            return await self.gw.store.commit_async(op)
+        except LlmopsError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"the request log could not record the request: "
+                             f"{type(exc).__name__}") from exc
+
     def _observe(self, p: Plan, status: int, prompt_tokens: int = 0,
                  completion_tokens: int = 0) -> None:
         self.gw.metrics.observe(p.endpoint_name, p.variant, status,

@@ -8,7 +8,37 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+def nul_at(value: Any, where: str = "") -> str | None:
+    """The path of the first string that holds a NUL byte in a parsed JSON value, or None."""
+    if isinstance(value, str):
+        return (where or "body") if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = nul_at(k, where) or nul_at(v, f"{where}.{k}" if where else str(k))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = nul_at(v, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
+class RequestBody(BaseModel):
+    """A request body: no string in it may hold a NUL byte (400 before any work; PostgreSQL
+    would refuse the row after the model ran)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        where = nul_at(data)
+        if where is not None:
+            raise ValueError(f"{where} holds a NUL byte")
+        return data
 
 
 class ContentPart(BaseModel):
@@ -37,7 +67,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(RequestBody):
     model_config = ConfigDict(extra="allow")
 
     model: str = Field(description="the endpoint name (see GET /v1/models)", max_length=256)
@@ -118,7 +148,7 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-class FeedbackIn(BaseModel):
+class FeedbackIn(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     request_id: str = Field(min_length=1, max_length=64)
@@ -149,4 +179,5 @@ class FeedbackList(BaseModel):
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for these error statuses, all with the OpenAI error body."""
-    return {s: {"model": ErrorResponse} for s in statuses}
+    # the media type named: on an HTML route (/review) FastAPI would document text/html
+    return {s: {"model": ErrorResponse, "content": {"application/json": {}}} for s in statuses}

@@ -60,6 +60,15 @@ class LimitsSpec(_Strict):
     max_tokens: int = Field(1024, ge=1, description="cap on a request's max_tokens, tokens")
     timeout_s: float = Field(60.0, gt=0, description="an answer slower than this gives 504, s")
     max_concurrency: int = Field(64, ge=1, description="requests at once; more get 503")
+    max_concurrency_per_key: int | None = Field(
+        None, ge=1, description="requests one key may have in flight here; more get 429 "
+        "(default: three quarters of max_concurrency, so one key never holds every slot)")
+
+    @property
+    def per_key(self) -> int:
+        if self.max_concurrency_per_key is not None:
+            return min(self.max_concurrency_per_key, self.max_concurrency)
+        return max(1, self.max_concurrency * 3 // 4)
 
 
 class EndpointSpec(_Strict):
@@ -92,6 +101,10 @@ class EndpointSpec(_Strict):
 class RateLimitSpec(_Strict):
     requests_per_s: float = Field(20.0, gt=0, description="sustained rate per key, requests/s")
     burst: int = Field(40, ge=1, description="requests a key may send at once, requests")
+    auth_failures_per_s: float = Field(
+        10.0, gt=0, description="failed authentications per client address, sustained; "
+        "past them 429 without a key look-up")
+    auth_failure_burst: int = Field(50, ge=1, description="failed authentications at once")
 
 
 class RoutesSpec(_Strict):

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from llmops.chains.runtime import ChainResult
-from llmops.errors import BackendError, BackendTimeoutError, LlmopsError
+from llmops.errors import BackendError, BackendTimeoutError, LlmopsError, StoreError
 from llmops.serving.answer import FALLBACK_ON, Slot, fall_back, not_loaded, shadow, within
 from llmops.serving.gateway import Gateway
 from llmops.serving.plan import Plan
@@ -91,8 +91,7 @@ class Stream:
             while item is not _END:
                 err = _as_error(item, p)
                 if err is not None:
-                    self.done = True
-                    await self.rec.stream_failed(p, err)
+                    await self._fail(err)
                     raise err
                 if isinstance(item, ChainResult):
                     result = item
@@ -101,15 +100,29 @@ class Stream:
                     yield item
                 item = await self.pump.next(p.deadline)
             if result is None:
-                raise BackendError(f"variant {p.variant}: the chain's stream ended without "
+                err = BackendError(f"variant {p.variant}: the chain's stream ended without "
                                    "its result")
+                await self._fail(err)
+                raise err
             outcome = Outcome.of(p, result)
-            await self.rec.stream_finished(outcome)
+            try:
+                await self.rec.stream_finished(outcome)
+            except Exception as exc:  # the log failed: an error event, never a clean [DONE]
+                err = exc if isinstance(exc, LlmopsError) else StoreError(
+                    f"the request log could not record the answer: {type(exc).__name__}")
+                await self._fail(err)
+                raise err from None
             self.done = True
             yield outcome
         finally:
             self.close()
         shadow(self.gw, p, self.rec)
+
+    async def _fail(self, err: LlmopsError) -> None:
+        """The stream ends with an error after its 200: its row says so (not 499)."""
+        self.done = True
+        err.request_id = self.p.request_id  # type: ignore[attr-defined]
+        await self.rec.stream_failed(self.p, err, "".join(self.sent))
 
     def close(self) -> None:
         if self.closed:
@@ -134,6 +147,7 @@ async def start_stream(gw: Gateway, p: Plan) -> Stream:
         await rec.stream_started(p)
     except LlmopsError as exc:
         slot.__exit__()
+        exc.request_id = p.request_id  # type: ignore[attr-defined]  # for the client
         await rec.failed(p, exc)
         raise
     except BaseException:

@@ -2,7 +2,7 @@
 
 The gateway writes it; evaluation, fine-tuning and monitoring read it through the
 methods here, never with their own SQL. SQLAlchemy Core on SQLite (WAL,
-`BEGIN IMMEDIATE`) by default; a PostgreSQL URL works with the same code.
+reads deferred, writes `BEGIN IMMEDIATE`) by default; a PostgreSQL URL works with the same code.
 
 - `engine.py`: the engine (SQLite pragmas and durability, PostgreSQL pool, JSON).
 - `writer.py`: the group-commit writer thread (`submit`, `submit_async`).
@@ -18,11 +18,14 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from llmops.errors import StoreError, UnknownEvaluationError, UnknownRequestError
 from llmops.store.evals import EvalsMixin
 from llmops.store.feedback import RATINGS, FeedbackMixin, Vote
+from llmops.store.inserts import MULTIROW_MAX, Insert
 from llmops.store.keys import ROLES, KeyRecord, KeysMixin
 from llmops.store.ratings import SERVED, RatingsMixin, VoteCounts
 from llmops.store.requests import RequestRow, RequestsMixin, to_jsonl
@@ -37,13 +40,35 @@ from llmops.store.schema import (
     VERSION_TABLE,
     metadata,
 )
-from llmops.store.writer import COMMIT_WINDOW_S, MULTIROW_MAX, Insert
+from llmops.store.writer import COMMIT_TIMEOUT_S, COMMIT_WINDOW_S, MAX_PENDING, WriterState
 
 __all__ = [
-    "COMMIT_WINDOW_S", "EVALUATIONS", "FEEDBACK", "HISTORY", "KEYS", "MULTIROW_MAX", "OUTPUTS",
-    "RATINGS", "REQUESTS", "ROLES", "SCORES", "SERVED", "Insert", "KeyRecord", "RequestRow",
-    "Store", "StoreError", "UnknownEvaluationError", "UnknownRequestError", "Vote",
-    "VoteCounts", "metadata", "to_jsonl",
+    "COMMIT_TIMEOUT_S",
+    "COMMIT_WINDOW_S",
+    "EVALUATIONS",
+    "FEEDBACK",
+    "HISTORY",
+    "KEYS",
+    "MAX_PENDING",
+    "MULTIROW_MAX",
+    "OUTPUTS",
+    "RATINGS",
+    "REQUESTS",
+    "ROLES",
+    "SCORES",
+    "SERVED",
+    "Insert",
+    "KeyRecord",
+    "RequestRow",
+    "Store",
+    "StoreError",
+    "UnknownEvaluationError",
+    "UnknownRequestError",
+    "Vote",
+    "VoteCounts",
+    "WriterState",
+    "metadata",
+    "to_jsonl",
 ]
 
 
@@ -53,9 +78,11 @@ class Store(RequestsMixin, FeedbackMixin, KeysMixin, EvalsMixin, RatingsMixin):
     Opening it brings the database's schema to head (see `migrations/runner.py`).
     """
 
-    def __init__(self, url: str, *, max_batch: int = 256,
-                 window_s: float = COMMIT_WINDOW_S) -> None:
-        super().__init__(url, max_batch=max_batch, window_s=window_s)
+    def __init__(self, url: str, *, max_batch: int = 256, window_s: float = COMMIT_WINDOW_S,
+                 commit_timeout_s: float = COMMIT_TIMEOUT_S,
+                 max_pending: int = MAX_PENDING) -> None:
+        super().__init__(url, max_batch=max_batch, window_s=window_s,
+                         commit_timeout_s=commit_timeout_s, max_pending=max_pending)
         from llmops.store.migrations.runner import migrate  # Alembic: imported on first open
 
         try:
@@ -65,7 +92,7 @@ class Store(RequestsMixin, FeedbackMixin, KeysMixin, EvalsMixin, RatingsMixin):
             raise
 
     @classmethod
-    def open(cls, url: str | None = None) -> Store:
+    def open(cls, url: str | None = None, **options: Any) -> Store:
         """The store at `url`, else at the settings' `store_url` (made and migrated)."""
         if url is None:
             from llmops.config import get_settings
@@ -74,13 +101,13 @@ class Store(RequestsMixin, FeedbackMixin, KeysMixin, EvalsMixin, RatingsMixin):
             settings.ensure_home()
             assert settings.store_url is not None
             url = settings.store_url
-        return cls(url)
+        return cls(url, **options)
 
-    def writable(self) -> bool:
-        """Whether a write transaction can start now (for /readyz)."""
+    def readable(self) -> bool:
+        """Whether the database answers a read now (no lock taken; for /readyz)."""
         version = sa.table(VERSION_TABLE, sa.column("version_num"))
         try:
-            with self.engine.begin() as conn:
+            with self.engine.connect() as conn:
                 conn.execute(sa.select(version.c.version_num).limit(1))
         except sa.exc.SQLAlchemyError:
             return False

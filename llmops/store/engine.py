@@ -1,8 +1,13 @@
 """The store's engine: SQLite in WAL mode, or a PostgreSQL pool; JSON columns written by orjson.
 
 On SQLite a committed row survives the process dying; `sqlite:///...db?synchronous=full`
-makes it survive a power cut too. Writers take the write lock when their transaction
-begins (`BEGIN IMMEDIATE`): no deadlock upgrading a read lock later.
+makes it survive a power cut too. Reads run in deferred transactions (in WAL mode a reader
+never blocks the writer, nor waits for it); a write transaction takes the write lock when
+it begins (`BEGIN IMMEDIATE`: no deadlock upgrading a read lock later) and is asked for
+with `writing(engine)` (the `llmops_write` execution option).
+
+Statement parameters (messages, answers, comments, key hashes) never appear in error
+text: the engines hide them (`hide_parameters`), so a failed write logs no user data.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from llmops.errors import StoreError
+
+WRITE = "llmops_write"  # the execution option of write transactions
+BUSY_TIMEOUT_MS = 30_000  # how long a write waits for SQLite's write lock (the writer: less)
 
 
 def json_dumps(value: Any) -> str:
@@ -33,7 +41,7 @@ def make_engine(url: str) -> Engine:
     u = sa.make_url(url)
     if u.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True,
-                                json_serializer=json_dumps)
+                                json_serializer=json_dumps, hide_parameters=True)
     if u.database and u.database != ":memory:":
         Path(u.database).parent.mkdir(parents=True, exist_ok=True)
     # WAL with synchronous=NORMAL: a committed row survives the process dying (SIGKILL
@@ -43,8 +51,9 @@ def make_engine(url: str) -> Engine:
     if sync not in ("NORMAL", "FULL", "EXTRA"):
         raise StoreError(f"store URL: synchronous must be normal, full or extra, not {sync.lower()!r}")
     u = u.difference_update_query(["synchronous"])
-    engine = sa.create_engine(u, connect_args={"timeout": 30, "check_same_thread": False},
-                              json_serializer=json_dumps)
+    engine = sa.create_engine(u, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000,
+                                               "check_same_thread": False},
+                              json_serializer=json_dumps, hide_parameters=True)
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -53,12 +62,28 @@ def make_engine(url: str) -> Engine:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={sync}")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cur.close()
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        # Take the write lock at the start: no deadlock upgrading a read lock later.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # A write takes the write lock at its start (no deadlock upgrading a read lock
+        # later); a read takes none, so a reviewer paging the log never stalls the writer.
+        write = conn.get_execution_options().get(WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+def writing(engine: Engine) -> Engine:
+    """The engine for write transactions: on SQLite they begin with `BEGIN IMMEDIATE`."""
+    return engine.execution_options(**{WRITE: True})
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether a database error means "locked by someone else, try again" (SQLite's
+    `database is locked` / `busy`, PostgreSQL's lock timeout)."""
+    orig = getattr(exc, "orig", exc)
+    text = str(orig).lower()
+    return "database is locked" in text or "database is busy" in text or (
+        getattr(orig, "sqlstate", None) in ("55P03", "57014"))

@@ -75,7 +75,7 @@ class EvalsMixin(Writer):
 
     def clear_eval_cache(self) -> None:
         """Forget every cached output and score: the next evaluation runs and scores anew."""
-        with self.engine.begin() as conn:
+        with self.write_engine.begin() as conn:
             conn.execute(OUTPUTS.delete())
             conn.execute(SCORES.delete())
 
@@ -84,7 +84,7 @@ class EvalsMixin(Writer):
         """One evaluation's row (the `evaluations` table's columns)."""
         if row.get("index_version") is not None:
             row = {**row, "index_version": str(row["index_version"])}
-        with self.engine.begin() as conn:
+        with self.write_engine.begin() as conn:
             conn.execute(EVALUATIONS.insert().values(**row))
 
     def list_evaluations(self, *, model: str | None = None, version: int | None = None,
@@ -131,7 +131,7 @@ class EvalsMixin(Writer):
             from sqlalchemy.dialects.sqlite import insert as sqlite_insert
             stmt = sqlite_insert(table)  # type: ignore[assignment]
         update = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-        with self.engine.begin() as conn:
+        with self.write_engine.begin() as conn:
             conn.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=update), rows)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from llmops.errors import StoreError, UnknownRequestError
+from llmops.errors import StoreError, UnknownRequestError, VoteRefusedError
 from llmops.store.requests import row_dict
 from llmops.store.schema import FEEDBACK, HISTORY, REQUESTS
 from llmops.store.writer import Writer
@@ -55,10 +55,17 @@ class FeedbackMixin(Writer):
             ts = time.time() if now is None else now
             found = conn.execute(sa.select(
                 REQUESTS.c.endpoint, REQUESTS.c.variant, REQUESTS.c.chain, REQUESTS.c.chain_version,
+                REQUESTS.c.status, REQUESTS.c.shadow_of,
             ).where(REQUESTS.c.id == request_id)).first()
             if found is None:
                 raise UnknownRequestError(f"no request with id {request_id!r} in the log")
             req = dict(found._mapping)  # the request voted on
+            if req.pop("shadow_of") is not None:
+                raise VoteRefusedError(f"request {request_id!r} is a shadow answer, never "
+                                       "served to a user; vote on the served answer")
+            if req.pop("status") == 0:
+                raise VoteRefusedError(f"request {request_id!r} is still streaming; vote "
+                                       "when its answer has finished")
             conn.execute(HISTORY.insert().values(
                 request_id=request_id, reviewer=reviewer, key_id=key_id, rating=rating,
                 comment=comment, created_at=ts))

@@ -11,7 +11,7 @@ from llmops.errors import StoreError
 from llmops.store.schema import KEYS
 from llmops.store.writer import Writer
 
-ROLES = ("client", "reviewer", "admin")
+ROLES = ("client", "reviewer", "admin", "metrics")  # metrics: /metrics only (Prometheus)
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class KeysMixin(Writer):
         if role not in ROLES:
             raise StoreError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         now = time.time()
-        with self.engine.begin() as conn:
+        with self.write_engine.begin() as conn:
             conn.execute(KEYS.insert().values(id=key_id, name=name, role=role,
                                               key_hash=key_hash, created_at=now))
         return KeyRecord(key_id, name, role, now, None)
@@ -51,7 +51,7 @@ class KeysMixin(Writer):
             return [KeyRecord(*r) for r in conn.execute(q)]
 
     def revoke_key(self, key_id: str) -> bool:
-        with self.engine.begin() as conn:
+        with self.write_engine.begin() as conn:
             n = conn.execute(KEYS.update().where(
                 (KEYS.c.id == key_id) & KEYS.c.revoked_at.is_(None)).values(revoked_at=time.time()))
         return bool(n.rowcount)

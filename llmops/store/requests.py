@@ -12,8 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from llmops.lineage import Lineage
+from llmops.store.inserts import Insert
 from llmops.store.schema import FEEDBACK, REQUESTS
-from llmops.store.writer import Insert, Writer
+from llmops.store.writer import Writer
 
 
 @dataclass

@@ -9,6 +9,12 @@ requests share one commit, a lone client never waits. On SQLite a group of inser
 multi-row INSERT, outside any explicit transaction (a statement is its own transaction),
 with the statement compiled once and the values converted by SQLAlchemy's own bind
 processors. Each event loop is woken once per group commit, not once per write.
+
+Everything is bounded: a write that cannot commit within `commit_timeout_s` (the
+database's lock held elsewhere, a stalled disk) fails with `StoreBusyError` and is never
+committed after its waiter gave up; at `max_pending` waiting writes new ones are refused
+at once; a writer thread that died is restarted on the next write (and by `watch()`),
+and `state()` says how it is doing (for `/readyz`).
 """
 
 from __future__ import annotations
@@ -23,81 +29,175 @@ from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from llmops.errors import StoreError
-from llmops.store.engine import make_engine
+from llmops.errors import StoreBusyError, StoreError
+from llmops.store.engine import BUSY_TIMEOUT_MS, is_busy, make_engine, writing
+from llmops.store.inserts import Insert, InsertCompiler, run_batch
 
 # Under concurrency the writer waits this long after a lone write for others to join its
 # commit: fewer, larger commits (a commit costs about as much as several rows), a 2xx a
 # little later. A lone client's writes never wait (see `_write_loop`).
 COMMIT_WINDOW_S = 0.002
-MULTIROW_MAX = 64  # rows in one INSERT statement (SQLite allows 32,766 variables)
+COMMIT_TIMEOUT_S = 10.0  # a write not committed by then fails (503 at the gateway)
+MAX_PENDING = 10_000  # writes waiting at once; past it new writes are refused
+LOCK_WAIT_MS = 200  # the writer's busy timeout per try: it re-checks deadlines between tries
 
-_Item = tuple[Callable[[Connection], Any], Any, Any]  # (operation, future, its loop or None)
+# (operation, future, its loop or None, deadline on the monotonic clock)
+_Item = tuple[Callable[[Connection], Any], Any, Any, float]
 
 
 @dataclass(frozen=True)
-class Insert:
-    """A write operation that inserts one row; neighbours in a batch go as one executemany."""
+class WriterState:
+    """How the writer is doing, for readiness probes and operators."""
 
-    table: sa.Table
-    values: dict[str, Any]
+    alive: bool  # the thread runs (or no write came yet)
+    pending: int  # writes handed over and not yet committed or failed
+    blocked_s: float  # how long the current group has waited for the database (0: not)
+    restarts: int  # threads that died and were replaced
+    last_error: str | None  # what the last failed try met (no statement parameters)
 
-    def __call__(self, conn: Connection) -> None:
-        conn.execute(self.table.insert(), [self.values])
+    @property
+    def ok(self) -> bool:
+        return self.alive and self.blocked_s == 0.0
+
+    def describe(self) -> str:
+        if not self.alive:
+            return "the log writer is not running"
+        if self.blocked_s:
+            return (f"the log writer has waited {self.blocked_s:.1f} s for the database "
+                    f"({self.last_error or 'locked'}); {self.pending} writes pending")
+        return f"ok; {self.pending} writes pending"
 
 
 class Writer:
     """An engine on one SQLAlchemy URL and the thread that commits its writes in groups."""
 
-    def __init__(self, url: str, *, max_batch: int = 256,
-                 window_s: float = COMMIT_WINDOW_S) -> None:
+    def __init__(self, url: str, *, max_batch: int = 256, window_s: float = COMMIT_WINDOW_S,
+                 commit_timeout_s: float = COMMIT_TIMEOUT_S,
+                 max_pending: int = MAX_PENDING) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url)  # reads: deferred transactions
+        self.write_engine = writing(self.engine)  # writes: the write lock when they begin
         self.max_batch = max_batch
         self.window_s = window_s
+        self.commit_timeout_s = commit_timeout_s
+        self.max_pending = max_pending
         self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
         self._closed = False
         self._conn_: Connection | None = None  # the writer thread's own connection
         self.pending = 0  # operations handed to the writer and not yet committed
+        self.restarts = 0
+        self._blocked_since: float | None = None
+        self._last_error: str | None = None
+        self._committing = False
         self._inserts = InsertCompiler(self.engine.dialect) \
             if self.engine.dialect.name == "sqlite" else None
 
-    def submit(self, op: Callable[[Connection], Any]) -> Future[Any]:
-        """Run `op(conn)` in the writer's next transaction; the future resolves after commit."""
+    def submit(self, op: Callable[[Connection], Any], *,
+               timeout_s: float | None = None) -> Future[Any]:
+        """Run `op(conn)` in the writer's next transaction; the future resolves after commit,
+        or fails with StoreBusyError if the write could not start within its timeout."""
         fut: Future[Any] = Future()
-        self._put((op, fut, None))
+        self._put(op, fut, None, timeout_s)
         return fut
 
-    def submit_async(self, op: Callable[[Connection], Any]) -> asyncio.Future[Any]:
+    def submit_async(self, op: Callable[[Connection], Any], *,
+                     timeout_s: float | None = None) -> asyncio.Future[Any]:
         """`submit` for the running event loop: one wake-up per group commit, not per write.
 
         Cancelling the awaiting task does not cancel the write.
         """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._put((op, fut, loop))
+        self._put(op, fut, loop, timeout_s)
         return fut
 
-    def _put(self, item: _Item) -> None:
+    async def commit_async(self, op: Callable[[Connection], Any], *,
+                           timeout_s: float | None = None) -> Any:
+        """`op` committed, awaited at most its timeout (then StoreBusyError: a write whose
+        waiter gave up is dropped before it starts). The caller going away does not cancel it.
+        """
+        limit = self.commit_timeout_s if timeout_s is None else timeout_s
+        fut = self.submit_async(op, timeout_s=limit)
+        try:
+            # a little past the writer's own deadline: its clearer error comes first
+            return await asyncio.wait_for(asyncio.shield(fut), limit + 0.5)
+        except asyncio.TimeoutError:
+            raise StoreBusyError(f"the request log did not commit within {limit:g} s "
+                                 f"({self.state().describe()})") from None
+
+    def saturated(self) -> bool:
+        """Whether new writes would be refused now (the gateway answers 503 before work)."""
+        return self.pending >= self.max_pending
+
+    def _put(self, op: Callable[[Connection], Any], fut: Any, loop: Any,
+             timeout_s: float | None) -> None:
         if self._closed:
             raise StoreError("the store is closed")
+        if self.pending >= self.max_pending:
+            raise StoreBusyError(f"the request log has {self.pending} writes waiting (the cap "
+                                 f"is {self.max_pending}); retry shortly")
         self._ensure_writer()
+        limit = self.commit_timeout_s if timeout_s is None else timeout_s
         with self._writer_lock:
             self.pending += 1
-        self._queue.put(item)
+        self._queue.put((op, fut, loop, time.monotonic() + limit))
 
     def _ensure_writer(self) -> None:
-        if self._writer is None:
+        writer = self._writer
+        if writer is None or not writer.is_alive():
             with self._writer_lock:
-                if self._writer is None:
+                if self._writer is None or not self._writer.is_alive():
+                    if self._writer is not None:
+                        self.restarts += 1
+                    self._drop_conn()  # the dead thread's connection
                     self._writer = threading.Thread(target=self._write_loop, name="llmops-store",
                                                     daemon=True)
                     self._writer.start()
+
+    def watch(self) -> WriterState:
+        """Restart the writer if it died with writes waiting; its state (for /readyz).
+
+        A writer that gave up a group on a locked database stays "blocked" until a write
+        commits; when no write is waiting, a short probe looks whether the lock went.
+        """
+        if not self._closed and self.pending and self._writer is not None and (
+                not self._writer.is_alive()):
+            self._ensure_writer()
+        if self._blocked_since is not None and not self._committing and self._probe():
+            self._unblocked()
+        return self.state()
+
+    def _probe(self) -> bool:
+        """Whether a write transaction could start now (waits at most ~50 ms)."""
+        try:
+            raw: Any = self.engine.raw_connection()
+        except Exception:
+            return False
+        try:
+            if self.engine.dialect.name == "sqlite":
+                raw.execute("PRAGMA busy_timeout=50")
+                raw.execute("BEGIN IMMEDIATE")
+                raw.execute("ROLLBACK")
+                raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            else:
+                raw.cursor().execute("SELECT 1")
+            return True
+        except Exception:
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                raw.close()
+
+    def state(self) -> WriterState:
+        since = self._blocked_since
+        alive = self._closed or self._writer is None or self._writer.is_alive()
+        return WriterState(alive, self.pending,
+                           round(time.monotonic() - since, 3) if since is not None else 0.0,
+                           self.restarts, self._last_error)
 
     def _write_loop(self) -> None:
         # The event loop goes on serving while this thread commits: the driver releases the
@@ -106,61 +206,129 @@ class Writer:
         # write while writes have been arriving during commits (or the last wait gathered
         # some), and stops waiting as soon as a wait gathers nothing (a lone client).
         company = False
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            batch = [item]
-            if not self._queue.empty():
-                company = True  # writes arrived while the last group committed
-            elif company and self.window_s:
-                time.sleep(self.window_s)  # a group commit: the writes of the next moment join
-                company = not self._queue.empty()
-            stop = False
-            while len(batch) < self.max_batch:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                batch.append(nxt)
-            self._commit(batch)
-            if stop:
-                return
+        batch: list[_Item] = []
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                batch = [item]
+                company, stop = self._gather(batch, company)
+                self._commit(batch)
+                batch = []
+                if stop:
+                    return
+        except BaseException as exc:  # the thread dies: nobody may wait forever
+            self._last_error = f"the writer stopped: {type(exc).__name__}"
+            _hand_over([(it, None, StoreError("the log writer stopped; retry"))
+                        for it in batch])
+            self._done(len(batch))
+            raise
+
+    def _gather(self, batch: list[_Item], company: bool) -> tuple[bool, bool]:
+        """Add the writes waiting now (after a moment, under concurrency) to `batch`:
+        (whether writes come under concurrency, whether close was asked)."""
+        if not self._queue.empty():
+            company = True  # writes arrived while the last group committed
+        elif company and self.window_s:
+            time.sleep(self.window_s)  # a group commit: the writes of the next moment join
+            company = not self._queue.empty()
+        while len(batch) < self.max_batch:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:
+                return company, True
+            batch.append(nxt)
+        return company, False
+
+    def _expired(self, batch: list[_Item]) -> list[_Item]:
+        """Fail the writes whose deadline passed (they never commit later); the others."""
+        now = time.monotonic()
+        late = [it for it in batch if it[3] <= now]
+        if late:
+            exc = StoreBusyError("the request log could not take the write in time "
+                                 f"({self._last_error or 'the database is busy'})")
+            _hand_over([(it, None, exc) for it in late])
+            self._done(len(late))
+            return [it for it in batch if it[3] > now]
+        return batch
 
     def _commit(self, batch: list[_Item]) -> None:
-        ops = [item[0] for item in batch]
+        """Commit the group, waiting for the database's lock while the writes' deadlines
+        allow; if one operation fails, redo each in its own transaction."""
+        self._committing = True
         try:
-            conn = self._conn()
-            if self._inserts is not None and all(type(op) is Insert for op in ops):
-                self._inserts.commit(conn, ops)  # the request log's hot path
-                results: list[Any] = [None] * len(ops)
-            else:
-                with conn.begin():
-                    results = _run_batch(conn, ops, self._inserts)
-        except Exception:
-            self._drop_conn()
-            # One bad operation must not fail the others: redo each in its own transaction.
-            for item in batch:
+            self._commit_group(batch)
+        finally:
+            self._committing = False
+
+    def _commit_group(self, batch: list[_Item]) -> None:
+        while True:
+            batch = self._expired(batch)
+            if not batch:
+                return
+            ops = [item[0] for item in batch]
+            try:
+                conn = self._conn()
+                if self._inserts is not None and all(type(op) is Insert for op in ops):
+                    self._inserts.commit(conn, ops)  # the request log's hot path
+                    results: list[Any] = [None] * len(ops)
+                else:
+                    with conn.begin():
+                        results = run_batch(conn, ops, self._inserts)
+            except Exception as exc:
+                self._drop_conn()
+                if is_busy(exc):
+                    self._blocked(exc)
+                    continue
+                self._one_by_one(batch)
+                return
+            self._unblocked()
+            _hand_over([(it, result, None) for it, result in zip(batch, results, strict=True)])
+            self._done(len(batch))
+            return
+
+    def _one_by_one(self, batch: list[_Item]) -> None:
+        # One bad operation must not fail the others: each in its own transaction.
+        for item in batch:
+            while True:
+                if self._expired([item]) == []:
+                    break
                 try:
-                    with self.engine.begin() as one:
-                        result = item[0](one)
+                    conn = self._conn()
+                    with conn.begin():
+                        result = item[0](conn)
                 except Exception as exc:
+                    self._drop_conn()
+                    if is_busy(exc):
+                        self._blocked(exc)
+                        continue
                     _hand_over([(item, None, exc)])
                 else:
+                    self._unblocked()
                     _hand_over([(item, result, None)])
-                finally:
-                    self._done(1)
-            return
-        _hand_over([(item, result, None) for item, result in zip(batch, results, strict=True)])
-        self._done(len(batch))
+                self._done(1)
+                break
+
+    def _blocked(self, exc: BaseException) -> None:
+        if self._blocked_since is None:
+            self._blocked_since = time.monotonic()
+        self._last_error = "the database is locked by another connection"
+        time.sleep(0.01)  # the busy timeout already waited; a breath before the next try
+
+    def _unblocked(self) -> None:
+        self._blocked_since = None
 
     def _conn(self) -> Connection:
         # The writer keeps one connection: no pool checkout and reset per group commit.
         if self._conn_ is None:
-            self._conn_ = self.engine.connect()
+            conn = self.write_engine.connect()
+            if self.engine.dialect.name == "sqlite":  # short tries: deadlines are checked
+                conn.connection.dbapi_connection.execute(  # type: ignore[union-attr]
+                    f"PRAGMA busy_timeout={LOCK_WAIT_MS}")
+            self._conn_ = conn
         return self._conn_
 
     def _drop_conn(self) -> None:
@@ -171,117 +339,32 @@ class Writer:
 
     def _done(self, n: int) -> None:
         with self._writer_lock:
-            self.pending -= n
+            self.pending = max(0, self.pending - n)
 
-    def close(self) -> None:
-        """Commit every pending write, stop the writer, release connections."""
-        if self._closed:
-            return
-        self._closed = True
-        if self._writer is not None:
-            self._queue.put(None)
-            self._writer.join()
-        self._drop_conn()
-        self.engine.dispose()
+    def close(self, timeout_s: float | None = None) -> bool:
+        """Commit every pending write, stop the writer, release connections.
 
-
-class InsertCompiler:
-    """Inserts for the driver directly: the statement compiled once per table and column set,
-    values converted by SQLAlchemy's own bind processors (JSON, booleans, ...).
-
-    SQLAlchemy's execute costs about 100 microseconds per call on top of the driver's
-    executemany; on the gateway's event loop that is a tenth of a request.
-    """
-
-    def __init__(self, dialect: Any) -> None:
-        self.dialect = dialect
-        self._cache: dict[tuple[str, tuple[str, ...]], tuple[str, list[tuple[str, Any]]]] = {}
-
-    def _compiled(self, table: sa.Table, columns: tuple[str, ...]
-                  ) -> tuple[str, list[tuple[str, Any]]]:
-        key = (table.name, columns)
-        compiled = self._cache.get(key)
-        if compiled is None:
-            stmt = table.insert().values({n: sa.bindparam(n) for n in columns})
-            c = stmt.compile(dialect=self.dialect)
-            order = list(c.positiontup or ())  # the placeholders' order, not the dict's
-            if sorted(order) != sorted(columns):
-                raise StoreError(f"cannot compile the insert into {table.name}: {order}")
-            compiled = self._cache[key] = (str(c), [
-                (n, table.c[n].type._cached_bind_processor(self.dialect)) for n in order])
-        return compiled
-
-    def __call__(self, conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-        sql, procs = self._compiled(table, tuple(rows[0]))
-        params = [tuple(r[n] if p is None else p(r[n]) for n, p in procs) for r in rows]
-        # in the transaction begun on this connection (by SQLAlchemy, or by `commit` below)
-        conn.connection.dbapi_connection.executemany(sql, params)  # type: ignore[union-attr]
-
-    def commit(self, conn: Connection, ops: list[Any]) -> None:
-        """Inserts only, committed together on the driver's connection (autocommit mode).
-
-        One run of rows into one table goes as one multi-row INSERT: a statement outside a
-        transaction is its own transaction, so BEGIN, the rows and COMMIT are one step of
-        SQLite's (the commit's WAL writes included) instead of one per row plus two.
+        With `timeout_s`, give up waiting after that long (the writes still waiting were
+        never acknowledged); whether everything was committed.
         """
-        dbapi: Any = conn.connection.dbapi_connection
-        if _insert_run(ops, 0) == len(ops) and len(ops) <= MULTIROW_MAX:
-            table, columns = ops[0].table, tuple(ops[0].values)
-            sql, procs = self._compiled(table, columns)
-            head, _, one = sql.partition(" VALUES ")
-            params = [r[n] if p is None else p(r[n]) for r in (o.values for o in ops)
-                      for n, p in procs]
-            dbapi.execute(f"{head} VALUES {', '.join([one] * len(ops))}", params)
-            return
-        dbapi.execute("BEGIN IMMEDIATE")
-        try:
-            i = 0
-            while i < len(ops):
-                j = _insert_run(ops, i)
-                self(conn, ops[i].table, [o.values for o in ops[i:j]])
-                i = j
-            dbapi.execute("COMMIT")
-        except BaseException:
-            if dbapi.in_transaction:
-                dbapi.execute("ROLLBACK")
-            raise
-
-
-def _insert_run(ops: list[Any], i: int) -> int:
-    """The end of the run of inserts from `i` on into one table with the same columns."""
-    j = i + 1
-    while j < len(ops) and isinstance(ops[j], Insert) and ops[j].table is ops[i].table and (
-            ops[j].values.keys() == ops[i].values.keys()):
-        j += 1
-    return j
-
-
-def _run_batch(conn: Connection, ops: list[Callable[[Connection], Any]],
-               inserts: InsertCompiler | None = None) -> list[Any]:
-    """Run the operations in order; runs of inserts into one table become one executemany."""
-    results: list[Any] = []
-    i = 0
-    while i < len(ops):
-        op = ops[i]
-        if isinstance(op, Insert):
-            j = _insert_run(ops, i)
-            rows = [o.values for o in ops[i:j]]  # type: ignore[attr-defined]
-            if inserts is not None:
-                inserts(conn, op.table, rows)
-            else:
-                conn.execute(op.table.insert(), rows)
-            results.extend([None] * (j - i))
-            i = j
-        else:
-            results.append(op(conn))
-            i += 1
-    return results
+        if self._closed:
+            return True
+        self._closed = True
+        done = True
+        if self._writer is not None and self._writer.is_alive():
+            self._queue.put(None)
+            self._writer.join(timeout_s)
+            done = not self._writer.is_alive()
+        if done:
+            self._drop_conn()
+            self.engine.dispose()
+        return done
 
 
 def _hand_over(outcomes: list[tuple[_Item, Any, BaseException | None]]) -> None:
     """Resolve the futures of committed operations; each event loop is woken once."""
     by_loop: dict[Any, list[tuple[Any, Any, BaseException | None]]] = {}
-    for (_, fut, loop), result, exc in outcomes:
+    for (_, fut, loop, _deadline), result, exc in outcomes:
         if loop is None:
             _resolve(fut, result, exc)
         else:

@@ -49,7 +49,8 @@ ROUTES: dict[str, Any] = {
         "mock": {
             "description": "openai backend on the mock upstream",
             "variants": [{"ref": "chain.mockchat@production", "weight": 100}],
-            "limits": {"max_tokens": 64, "timeout_s": 1.0, "max_concurrency": 8},
+            "limits": {"max_tokens": 64, "timeout_s": 1.0, "max_concurrency": 8,
+                       "max_concurrency_per_key": 8},
         },
         "flaky": {
             "variants": [{"ref": "chain.mockchat@production", "weight": 100, "name": "upstream"},
@@ -161,7 +162,7 @@ def keys(gw_home: Path) -> dict[str, str]:
     store = Store.open()
     try:
         return {role: create_key(store, name=f"{role}-1", role=role)[1]
-                for role in ("client", "reviewer", "admin")}
+                for role in ("client", "reviewer", "admin", "metrics")}
     finally:
         store.close()
 

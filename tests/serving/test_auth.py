@@ -16,7 +16,7 @@ from llmops.store import Store
 from tests.serving.conftest import auth
 
 Q = [{"role": "user", "content": "hello"}]
-ROLES = ("client", "reviewer", "admin")
+ROLES = ("client", "reviewer", "admin", "metrics")
 OPEN = None  # no key needed
 RID = "{rid}"  # in a path or body: the id of a request answered before the call
 Check = Callable[[Any, str, str], bool]  # (response, caller's key name or "", rid) -> ok
@@ -90,7 +90,7 @@ MATRIX: list[tuple[str, str, str, Any, set[str] | None, int, Check]] = [
      303, _review_vote),
     ("POST", "/admin/reload", "/admin/reload", None, {"admin"}, 200, _served),
     ("GET", "/admin/status", "/admin/status", None, {"admin"}, 200, _served),
-    ("GET", "/metrics", "/metrics", None, {"admin"}, 200, _metrics),
+    ("GET", "/metrics", "/metrics", None, {"metrics", "admin"}, 200, _metrics),
     ("GET", "/healthz", "/healthz", None, OPEN, 200, _health),
     ("GET", "/readyz", "/readyz", None, OPEN, 200, _ready),
 ]

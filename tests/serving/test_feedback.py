@@ -161,7 +161,8 @@ def test_serve_prints_a_dev_key_only_when_the_profile_asks(
 
     calls: list[dict] = []  # type: ignore[type-arg]
     mp = monkeypatch  # pytest.MonkeyPatch
-    mp.setattr(uvicorn, "run", lambda app, **kw: calls.append(kw))  # type: ignore[attr-defined]
+    mp.setattr(uvicorn.Server, "run",  # type: ignore[attr-defined]
+               lambda self, sockets=None: calls.append({"port": self.config.port}))
     runner = CliRunner()
     quiet = runner.invoke(serve_app, ["--routes", str(routes_file), "--port", "9999"])
     assert quiet.exit_code == 0, quiet.output

@@ -1,7 +1,8 @@
 """schemathesis against /openapi.json: no 500, no response that breaks the documented schema.
 
 Each operation's cases come from schemathesis' hypothesis strategy and run
-against the gateway under uvicorn with an admin key (every route allowed).
+against the gateway under uvicorn with every role's key (client, reviewer, metrics,
+admin) and with none: no role, and no refusal, may give a 500.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ def test_api_conforms_to_its_schema(make_app: Any, keys: dict[str, str]) -> None
             def run(case: Any) -> None:
                 if case.path == "/v1/chat/completions" and isinstance(case.body, dict):
                     case.body["model"] = "chat"  # a real endpoint: random names only get 404
-                case.call_and_validate(headers=auth(keys["admin"]), checks=CHECKS)
+                for role in ("admin", "client", "reviewer", "metrics"):
+                    case.call_and_validate(headers=auth(keys[role]), checks=CHECKS)
+                case.call_and_validate(headers={}, checks=CHECKS)
 
             run()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from llmops.errors import VoteRefusedError
 from llmops.store import Store, VoteCounts
 from tests.store.conftest import row
 
@@ -19,7 +22,8 @@ def test_vote_counts_group_answered_requests_and_current_votes(store: Store) -> 
     store.add_feedback("p1", reviewer="alice", rating="down")  # the last vote counts
     store.add_feedback("p1", reviewer="bob", rating="up")
     store.add_feedback("p3", reviewer="bob", rating="up")  # on a failed request: nowhere
-    store.add_feedback("sh", reviewer="bob", rating="up")  # on a shadow: nowhere
+    with pytest.raises(VoteRefusedError, match="shadow"):  # a shadow takes no vote
+        store.add_feedback("sh", reviewer="bob", rating="up")
     store.add_feedback("s1", reviewer="bob", rating="up")
 
     by_variant = sorted(store.vote_counts(by="variant", endpoint="rag-qa"), key=lambda c: c.key)

@@ -12,7 +12,7 @@ from fastapi.responses import Response, StreamingResponse
 from llmops.errors import LlmopsError
 from llmops.serving.answer import answer
 from llmops.serving.deps import ClientKey, GatewayDep
-from llmops.serving.errors import error_body
+from llmops.serving.errors import client_message, error_body
 from llmops.serving.plan import Plan, plan
 from llmops.serving.record import Outcome
 from llmops.serving.schemas import ChatCompletion, ChatCompletionRequest, errors
@@ -115,6 +115,6 @@ async def _events(p: Plan, pieces: AsyncIterator[str | Outcome],
             else:
                 yield chunk({"content": item})
     except LlmopsError as exc:  # after the 200 went out: an error event, as OpenAI sends
-        body = error_body(exc.http_status, str(exc), code=getattr(exc, "code", None))
+        body = error_body(exc.http_status, client_message(exc), code=getattr(exc, "code", None))
         yield b"data: " + _dumps(body) + b"\n\n"
     yield b"data: [DONE]\n\n"

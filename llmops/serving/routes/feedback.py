@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from typing import Annotated, Literal
 
@@ -23,7 +22,7 @@ async def record_vote(gw: Gateway, key: KeyRecord, request_id: str, rating: str,
     op = gw.store.feedback_op(request_id, reviewer=key.name, rating=rating,
                               comment=comment or None, key_id=key.id)
     try:
-        vote = await asyncio.shield(gw.store.submit_async(op))
+        vote = await gw.store.commit_async(op)  # shielded: a vote is never half-taken
     except UnknownRequestError as exc:
         raise NotFoundGatewayError(str(exc), param="request_id") from None
     gw.metrics.feedback.labels(rating).inc()

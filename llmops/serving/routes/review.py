@@ -62,7 +62,7 @@ def _article(r: dict[str, Any], vote: dict[str, Any] | None, token: str) -> str:
 </form></article>"""
 
 
-@router.get("/review", response_class=HTMLResponse, responses=errors(401, 403, 429))
+@router.get("/review", response_class=HTMLResponse, responses=errors(400, 401, 403, 429))
 async def review_page(
     key: ReviewerKey, gw: GatewayDep,
     endpoint: Annotated[str | None, Query(max_length=128)] = None,
@@ -96,8 +96,11 @@ async def review_vote(request_id: str, request: Request, key: ReviewerKey,
                       gw: GatewayDep) -> RedirectResponse:
     """The vote form's target (application/x-www-form-urlencoded: rating, comment, csrf)."""
     form = parse_qs((await request.body()).decode("utf-8", "replace"))
-    if not hmac.compare_digest(form.get("csrf", [""])[0], _token(gw, key)):
+    given = form.get("csrf", [""])[0].encode("utf-8")  # bytes: any text compares, none raises
+    if not hmac.compare_digest(given, _token(gw, key).encode()):
         raise ForbiddenError("the form token is missing or stale; reload /review")
+    if any("\x00" in v for values in form.values() for v in values):
+        raise BadRequestError("the form holds a NUL byte")
     rating = form.get("rating", [""])[0]
     if rating not in ("up", "down"):
         raise BadRequestError("rating must be up or down", param="rating")

@@ -36,6 +36,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
 from llmops.errors import StoreError
+from llmops.store.engine import writing
 from llmops.store.schema import VERSION_TABLE
 
 HERE = Path(__file__).resolve().parent
@@ -92,7 +93,7 @@ def migrate(engine: Engine, target: str = "heads") -> list[str]:
             if current_revisions(conn) == heads:
                 return []
     applied: list[str] = []
-    with engine.begin() as conn:
+    with writing(engine).begin() as conn:  # the write lock from the start
         _lock(conn)
         ctx = _context(conn)
         current = set(ctx.get_current_heads())
