@@ -15,11 +15,9 @@ from __future__ import annotations
 import functools
 import os
 import threading
-import types
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -31,7 +29,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from llmops.errors import ConfigError, LlmopsError, SpecError
+from llmops.errors import ConfigError
+from llmops.validation import dotted_key, problems, read_yaml_model
 
 CONFIG_FILE = "llmops.yaml"
 PROFILES = ("dev", "staging", "prod")
@@ -204,27 +203,6 @@ def find_project_dir(start: Path | None = None) -> Path:
     return here
 
 
-M = TypeVar("M", bound=BaseModel)
-
-
-def read_yaml_model(
-    path: Path, model: type[M], error: type[LlmopsError] = SpecError, *, allow_empty: bool = False
-) -> M:
-    """A YAML file validated as `model`; every error names the file and the key."""
-    try:
-        data = yaml.safe_load(path.read_text())
-        if data is None and allow_empty:
-            data = {}
-    except yaml.YAMLError as exc:
-        raise error(f"{path}: not valid YAML: {_one_line(exc)}") from None
-    if not isinstance(data, dict):
-        raise error(f"{path}: expected a mapping at the top level")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise error(f"{path}: {describe_validation_error(exc, model)}") from None
-
-
 def load_config_file(project_dir: Path) -> ConfigFile:
     """Parse and validate `llmops.yaml`; a missing file means all defaults."""
     path = project_dir / CONFIG_FILE
@@ -260,71 +238,6 @@ class _ProfileHolder:
 _PROFILE_VALUES = _ProfileHolder()
 
 
-def describe_validation_error(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
-    """One line per problem: the dotted key, what is wrong, what is allowed.
-
-    With `model` (the class that was validated), an unknown key also lists the
-    keys allowed at its place.
-    """
-    return "; ".join(f"{_key(loc)}: {msg}" for loc, msg in _problems(exc, model))
-
-
-def _problems(
-    exc: ValidationError, model: type[BaseModel] | None
-) -> list[tuple[tuple[Any, ...], str]]:
-    """(location, message) per error of `exc`; the location is printable with `_key`."""
-    out = []
-    for err in exc.errors():
-        loc = tuple(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")  # a validator's own message
-        if loc and loc[-1] == "[key]":  # a dict key (e.g. a profile name) is not allowed
-            loc, msg = loc[:-1], f"key not allowed: {msg}"
-        if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(model, loc[:-1]) if model else None
-            msg = "unknown key" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
-        out.append((loc, msg))
-    return out
-
-
-def _key(loc: tuple[Any, ...]) -> str:
-    """`messages[1].role` for ("messages", 1, "role")."""
-    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
-    return text or "(top level)"
-
-
-def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | None:
-    """The field names of the model found at `loc` inside `model`, if a model is there."""
-
-    def unwrap(tp: Any) -> Any:
-        if get_origin(tp) in (Union, types.UnionType):
-            args = [a for a in get_args(tp) if a is not type(None)]
-            return args[0] if len(args) == 1 else tp
-        return tp
-
-    tp: Any = model
-    for part in loc:
-        tp = unwrap(tp)
-        if isinstance(tp, type) and issubclass(tp, BaseModel):
-            field = tp.model_fields.get(part) if isinstance(part, str) else None
-            if field is None:
-                return None
-            tp = field.annotation
-        elif get_origin(tp) in (list, tuple, set) and get_args(tp):
-            tp = get_args(tp)[0]
-        elif get_origin(tp) is dict and get_args(tp):
-            tp = get_args(tp)[1]
-        else:
-            return None
-    tp = unwrap(tp)
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return list(tp.model_fields)
-    return None
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
 def load_settings(profile: str | None = None, **overrides: Any) -> Settings:
     """Build a fresh Settings (no caching). Prefer `get_settings` in app code."""
     project_dir = Path(overrides.pop("project_dir", None) or find_project_dir())
@@ -352,8 +265,8 @@ def load_settings(profile: str | None = None, **overrides: Any) -> Settings:
             return Settings(profile=chosen, project_dir=project_dir, **overrides)
         except ValidationError as exc:
             where = [
-                _origin(loc, section, chosen, cfg_path, overrides) + f"{_key(loc)}: {msg}"
-                for loc, msg in _problems(exc, Settings)
+                _origin(loc, section, chosen, cfg_path, overrides) + f"{dotted_key(loc)}: {msg}"
+                for loc, msg in problems(exc, Settings)
             ]
             raise ConfigError(f"settings (profile {chosen}): " + "; ".join(where)) from exc
         finally:

@@ -23,9 +23,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny
 
-from llmops.config import read_yaml_model
 from llmops.errors import SpecError
 from llmops.llm import LLMOptions, parse_options
+from llmops.validation import read_yaml_model
 
 LLMField = Annotated[SerializeAsAny[LLMOptions], BeforeValidator(parse_options)]
 

@@ -20,8 +20,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from llmops import jsonl
-from llmops.config import describe_validation_error
 from llmops.errors import EvalError
+from llmops.validation import describe_validation_error
 
 
 class EvalItem(BaseModel):

@@ -29,11 +29,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llmops.config import Settings, get_settings, read_yaml_model
+from llmops.config import Settings, get_settings
 from llmops.errors import AliasConflictError, EvalError, GateError
 from llmops.eval.dataset import Dataset, load_dataset
 from llmops.eval.results import Results
 from llmops.registry import Registry, VersionInfo, get_registry
+from llmops.validation import read_yaml_model
 
 GATES_FILE = Path("eval") / "gates.yaml"
 PRODUCTION = "production"

@@ -28,8 +28,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llmops.config import get_settings, read_yaml_model
+from llmops.config import get_settings
 from llmops.errors import RecipeError
+from llmops.validation import read_yaml_model
 
 
 class _Strict(BaseModel):

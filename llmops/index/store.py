@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmops.config import VectorSettings
 from llmops.errors import VectorStoreError
+from llmops.validation import one_line
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -74,7 +75,7 @@ class VectorStore:
             )
         except Exception as exc:  # chromadb raises bare ValueError/Exception on connect
             raise VectorStoreError(
-                f"cannot open the Chroma {self.vector.mode} store at {self.location}: {_one_line(exc)}"
+                f"cannot open the Chroma {self.vector.mode} store at {self.location}: {one_line(exc)}"
             ) from exc
 
     def reopen(self) -> None:
@@ -95,7 +96,7 @@ class VectorStore:
             return None
         except Exception as exc:
             raise VectorStoreError(
-                f"Chroma at {self.location}: cannot read collection {name!r}: {_one_line(exc)}"
+                f"Chroma at {self.location}: cannot read collection {name!r}: {one_line(exc)}"
             ) from exc
 
     def create(self, name: str, metadata: dict[str, Any]) -> Collection:
@@ -163,7 +164,3 @@ def _forget_system(client: ClientAPI) -> None:
         refcounts.pop(identifier, None)
     else:  # a chromadb without those internals: the public, process-wide reset
         SharedSystemClient.clear_system_cache()
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

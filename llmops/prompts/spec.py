@@ -31,8 +31,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from llmops.config import describe_validation_error
 from llmops.errors import SpecError
+from llmops.validation import describe_validation_error
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 # Anything that looks like template syntax but is not a plain placeholder.

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llmops.config import read_yaml_model
 from llmops.errors import SpecError
 from llmops.registry import Ref
+from llmops.validation import read_yaml_model
 
 ROUTES_FILE = Path("serving") / "routes.yaml"
 
