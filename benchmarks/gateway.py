@@ -69,6 +69,32 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120,
     raise RuntimeError(f"{url} not ready within {timeout:.0f} s")
 
 
+def start_mock() -> tuple[subprocess.Popen[bytes], str]:
+    """The mock OpenAI upstream on a free loopback port, ready: (process, its /v1 URL)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "mock_openai.py"), "--port",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_ready(f"{url.removesuffix('/v1')}/docs", proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, url
+
+
+def make_keys(*holders: tuple[str, str]) -> list[str]:
+    """A key per (name, role) in the store of the current LLMOPS_HOME."""
+    from llmops.serving.keys import create_key
+    from llmops.store import Store
+
+    store = Store.open()
+    try:
+        return [create_key(store, name=name, role=role)[1] for name, role in holders]
+    finally:
+        store.close()
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
@@ -274,23 +300,14 @@ def main() -> int:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="llmops-bench-gw-"))
-    mock_port = free_port()
-    mock_url = f"http://127.0.0.1:{mock_port}/v1"
-    mock = subprocess.Popen([sys.executable, str(REPO / "tests" / "mock_openai.py"), "--port",
-                             str(mock_port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    mock, mock_url = start_mock()
     procs: list[Any] = [mock]
     results: list[Result] = []
     try:
-        wait_ready(f"{mock_url.removesuffix('/v1')}/docs", mock)
         home = tmp / "home"
         home.mkdir()
         setup_home(home, mock_url)
-        from llmops.serving.keys import create_key
-        from llmops.store import Store
-
-        store = Store.open()
-        key = create_key(store, name="bench", role="client")[1]
-        store.close()
+        (key,) = make_keys(("bench", "client"))
 
         starts: list[tuple[str, Any]] = [
             ("mock", lambda: (mock, mock_url, "mock", "none")),

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,15 +33,14 @@ import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway import (
-    REPO,
+from gateway import (  # the sibling benchmark's client and arms
     _Conn,
     cpu_seconds,
-    free_port,
+    make_keys,
     setup_home,
     start_llmops,
+    start_mock,
     stop,
-    wait_ready,
 )
 
 Q = [{"role": "user", "content": "What does the with statement do?"}]
@@ -133,23 +131,13 @@ def main() -> int:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="llmops-bench-hard-"))
-    mock_port = free_port()
-    mock_url = f"http://127.0.0.1:{mock_port}/v1"
-    mock = subprocess.Popen([sys.executable, str(REPO / "tests" / "mock_openai.py"), "--port",
-                             str(mock_port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    mock, mock_url = start_mock()
     procs: list[Any] = [mock]
     try:
-        wait_ready(f"{mock_url.removesuffix('/v1')}/docs", mock)
         home = tmp / "home"
         home.mkdir()
         setup_home(home, mock_url)
-        from llmops.serving.keys import create_key
-        from llmops.store import Store
-
-        store = Store.open()
-        client = create_key(store, name="bench", role="client")[1]
-        reviewer = create_key(store, name="reviewer", role="reviewer")[1]
-        store.close()
+        client, reviewer = make_keys(("bench", "client"), ("reviewer", "reviewer"))
         ids = _seed(SEED_ROWS)
         open_, url = start_llmops(home, _routes(tmp / "open.yaml", 1e6, 1_000_000), True,
                                   tmp / "open.log")
