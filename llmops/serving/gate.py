@@ -90,7 +90,7 @@ class KeyGate:
         if rule is None:  # public (health, docs) or no such route: the app answers
             await self.app(scope, receive, send)
             return
-        key = await self._authenticate(scope, send, rule)
+        key = await self._authenticate(scope, send)
         if key is None:
             return  # refused
         if key.role not in SCOPES[rule.scope]:
@@ -111,7 +111,9 @@ class KeyGate:
         scope.setdefault("state", {})[STATE_KEY] = key
         await self.app(scope, receive, send)
 
-    async def _authenticate(self, scope: Scope, send: Send, rule: Rule) -> KeyRecord | None:
+    async def _authenticate(self, scope: Scope, send: Send) -> KeyRecord | None:
+        client = scope.get("client")
+        address = client[0] if client else "?"
         authorization = None
         for name, value in scope["headers"]:
             if name == b"authorization":
@@ -122,13 +124,12 @@ class KeyGate:
         record: KeyRecord | None = None
         if secret is not None:
             hit, record = keys.cached(secret)
-            if not hit and not self._over(scope):
+            if not hit and not self.failures.exhausted(address):  # else: no look-up
                 record = await asyncio.get_running_loop().run_in_executor(
                     self.gw.key_pool, keys.lookup, secret)  # never the chains' threads
         if record is not None:
             return record
-        client = scope.get("client")
-        wait = self.failures.acquire(client[0] if client else "?")
+        wait = self.failures.acquire(address)
         if wait is not None:
             after = RateLimiter.retry_after(wait)
             await _refuse(send, 429, "too many failed authentications from this address; "
@@ -139,11 +140,6 @@ class KeyGate:
                    "one)" if secret is None else "invalid API key")
         await _refuse(send, 401, message, "invalid_api_key", _challenge(scope["path"]))
         return None
-
-    def _over(self, scope: Scope) -> bool:
-        """Whether this address has no failed authentication left (then no look-up)."""
-        client = scope.get("client")
-        return self.failures.exhausted(client[0] if client else "?")
 
 
 def _challenge(path: str) -> dict[str, str]:

@@ -76,6 +76,7 @@ class Gateway:
         self.refresher: asyncio.Task[None] | None = None
         self.watchdog: asyncio.Task[None] | None = None
         self.readiness: tuple[float, int, dict[str, Any]] | None = None  # cached /readyz
+        self.readiness_lock = asyncio.Lock()
         self.csrf_secret = secrets.token_bytes(16)  # per process: review forms
         self.started = time.time()
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from llmops.errors import StoreBusyError, StoreError
+from llmops.errors import LlmopsError, StoreBusyError, StoreError
 from llmops.store.engine import BUSY_TIMEOUT_MS, is_busy, make_engine, writing
 from llmops.store.inserts import Insert, InsertCompiler, run_batch
 
@@ -194,7 +194,7 @@ class Writer:
 
     def state(self) -> WriterState:
         since = self._blocked_since
-        alive = self._closed or self._writer is None or self._writer.is_alive()
+        alive = self._writer is None or self._writer.is_alive()
         return WriterState(alive, self.pending,
                            round(time.monotonic() - since, 3) if since is not None else 0.0,
                            self.restarts, self._last_error)
@@ -281,7 +281,7 @@ class Writer:
             except Exception as exc:
                 self._drop_conn()
                 if is_busy(exc):
-                    self._blocked(exc)
+                    self._blocked()
                     continue
                 self._one_by_one(batch)
                 return
@@ -301,9 +301,10 @@ class Writer:
                     with conn.begin():
                         result = item[0](conn)
                 except Exception as exc:
-                    self._drop_conn()
+                    if not isinstance(exc, LlmopsError):  # a database error, not the op's own
+                        self._drop_conn()
                     if is_busy(exc):
-                        self._blocked(exc)
+                        self._blocked()
                         continue
                     _hand_over([(item, None, exc)])
                 else:
@@ -312,7 +313,7 @@ class Writer:
                 self._done(1)
                 break
 
-    def _blocked(self, exc: BaseException) -> None:
+    def _blocked(self) -> None:
         if self._blocked_since is None:
             self._blocked_since = time.monotonic()
         self._last_error = "the database is locked by another connection"

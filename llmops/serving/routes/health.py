@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -24,23 +25,29 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "not ready; the body says why"}})
 async def readyz(gw: GatewayDep) -> JSONResponse:
-    """Every variant loaded, the log writer committing, the alias refresher alive (no key
-    needed; worked out at most once a second, and it takes no database lock)."""
-    now = time.monotonic()
+    """Every variant loaded, the store answering, the log writer committing, the alias
+    refresher alive (no key needed; worked out at most once a second, no database lock)."""
     cached = gw.readiness
-    if cached is None or now - cached[0] >= READY_TTL_S:
-        cached = gw.readiness = (now, *_readiness(gw))
+    if cached is None or time.monotonic() - cached[0] >= READY_TTL_S:
+        async with gw.readiness_lock:  # one look at a time; the others take its answer
+            cached = gw.readiness
+            if cached is None or time.monotonic() - cached[0] >= READY_TTL_S:
+                # a read of the store, off the event loop (a database down must not stall it)
+                readable = await asyncio.get_running_loop().run_in_executor(
+                    gw.key_pool, gw.store.readable)
+                cached = gw.readiness = (time.monotonic(), *_readiness(gw, readable))
     _, status, body = cached
     return JSONResponse(body, status_code=status)
 
 
-def _readiness(gw: Gateway) -> tuple[int, dict[str, Any]]:
+def _readiness(gw: Gateway, readable: bool) -> tuple[int, dict[str, Any]]:
     live = gw.cache.snapshot()
     missing = [ref for ref in gw.cache.refs if ref not in live]
     writer = gw.store.watch()  # restarts a writer thread that died
     store = gw.store
     checks: dict[str, Any] = {
         "chains_loaded": not missing,
+        "store_readable": readable,
         "log_writer_ok": writer.ok and not store.saturated(),
         "refresher_alive": gw.refresher_alive(),
     }
