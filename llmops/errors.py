@@ -18,6 +18,7 @@ class LlmopsError(Exception):
     exit_code = 1
     http_status = 500
     public = False
+    request_id: str | None = None  # the gateway's request it failed (for the client's message)
 
 
 class ConfigError(LlmopsError):

@@ -16,9 +16,8 @@ cannot close:
 A tag is found as a reader (or a model) would see it: after NFKC (full-width U+FF1C is
 `<`), with format characters removed (zero-width spaces, soft hyphens, joiners), and
 with angle-bracket look-alikes (U+2039, U+3008, U+27E8) and slash look-alikes (U+2044,
-U+2215). The
-`<` of each such tag becomes `&lt;` in the value as it was sent; the rest of the
-value is left exactly as it was.
+U+2215). The `<` of each such tag becomes `&lt;` in the value as it was sent; the rest
+of the value is left exactly as it was.
 """
 
 from __future__ import annotations

@@ -99,14 +99,14 @@ async def answer(gw: Gateway, p: Plan) -> Outcome:
         try:
             result = await _invoke_with_fallback(gw, p, rec)
         except LlmopsError as exc:
-            exc.request_id = p.request_id  # type: ignore[attr-defined]  # for the client
+            exc.request_id = p.request_id  # for the client
             await rec.failed(p, exc)
             raise
         outcome = Outcome.of(p, result)
         try:
             await rec.answered(outcome)
         except LlmopsError as exc:
-            exc.request_id = p.request_id  # type: ignore[attr-defined]
+            exc.request_id = p.request_id
             raise
     shadow(gw, p, rec)
     return outcome

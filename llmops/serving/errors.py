@@ -42,8 +42,7 @@ def client_message(exc: LlmopsError) -> str:
     5xx errors a generic line with the request id (the gateway log has the details)."""
     if exc.http_status < 500 or exc.public:
         return str(exc)
-    rid = getattr(exc, "request_id", None)
-    where = f" (request {rid})" if rid else ""
+    where = f" (request {exc.request_id})" if exc.request_id else ""
     return f"{GENERIC.get(exc.http_status, 'internal error')}{where}; see the gateway log"
 
 
@@ -71,7 +70,7 @@ def install(app: FastAPI) -> None:
             # names the error and the request; the request's row keeps the message
             log.warning("%s %s -> %d: %s%s (request %s)", request.method, request.url.path,
                         status, type(exc).__name__, f": {exc}" if exc.public else "",
-                        getattr(exc, "request_id", "-"))
+                        exc.request_id or "-")
         return error_response(status, client_message(exc), code=getattr(exc, "code", None),
                               param=getattr(exc, "param", None),
                               headers=getattr(exc, "headers", None))

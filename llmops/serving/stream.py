@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from llmops.chains.runtime import ChainResult
-from llmops.errors import BackendError, BackendTimeoutError, LlmopsError, StoreError
+from llmops.errors import BackendError, BackendTimeoutError, LlmopsError
 from llmops.serving.answer import FALLBACK_ON, Slot, fall_back, not_loaded, shadow, within
 from llmops.serving.gateway import Gateway
 from llmops.serving.plan import Plan
@@ -107,11 +107,9 @@ class Stream:
             outcome = Outcome.of(p, result)
             try:
                 await self.rec.stream_finished(outcome)
-            except Exception as exc:  # the log failed: an error event, never a clean [DONE]
-                err = exc if isinstance(exc, LlmopsError) else StoreError(
-                    f"the request log could not record the answer: {type(exc).__name__}")
+            except LlmopsError as err:  # the log failed: an error event, never a clean [DONE]
                 await self._fail(err)
-                raise err from None
+                raise
             self.done = True
             yield outcome
         finally:
@@ -121,7 +119,7 @@ class Stream:
     async def _fail(self, err: LlmopsError) -> None:
         """The stream ends with an error after its 200: its row says so (not 499)."""
         self.done = True
-        err.request_id = self.p.request_id  # type: ignore[attr-defined]
+        err.request_id = self.p.request_id
         await self.rec.stream_failed(self.p, err, "".join(self.sent))
 
     def close(self) -> None:
@@ -147,7 +145,7 @@ async def start_stream(gw: Gateway, p: Plan) -> Stream:
         await rec.stream_started(p)
     except LlmopsError as exc:
         slot.__exit__()
-        exc.request_id = p.request_id  # type: ignore[attr-defined]  # for the client
+        exc.request_id = p.request_id  # for the client
         await rec.failed(p, exc)
         raise
     except BaseException:
