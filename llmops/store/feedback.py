@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -53,10 +54,8 @@ class FeedbackMixin(Writer):
 
         def op(conn: Connection) -> Vote:
             ts = time.time() if now is None else now
-            found = conn.execute(sa.select(
-                REQUESTS.c.endpoint, REQUESTS.c.variant, REQUESTS.c.chain, REQUESTS.c.chain_version,
-                REQUESTS.c.status, REQUESTS.c.shadow_of,
-            ).where(REQUESTS.c.id == request_id)).first()
+            stmts = _vote_statements(conn.dialect.name)
+            found = conn.execute(stmts.request, {"id": request_id}).first()
             if found is None:
                 raise UnknownRequestError(f"no request with id {request_id!r} in the log")
             req = dict(found._mapping)  # the request voted on
@@ -66,21 +65,13 @@ class FeedbackMixin(Writer):
             if req.pop("status") == 0:
                 raise VoteRefusedError(f"request {request_id!r} is still streaming; vote "
                                        "when its answer has finished")
-            conn.execute(HISTORY.insert().values(
-                request_id=request_id, reviewer=reviewer, key_id=key_id, rating=rating,
-                comment=comment, created_at=ts))
-            key = (FEEDBACK.c.request_id == request_id) & (FEEDBACK.c.reviewer == reviewer)
-            old = conn.execute(sa.select(FEEDBACK.c.created_at, FEEDBACK.c.votes).where(key)).first()
-            if old is None:
-                conn.execute(FEEDBACK.insert().values(
-                    request_id=request_id, reviewer=reviewer, key_id=key_id, rating=rating,
-                    comment=comment, created_at=ts, updated_at=ts, votes=1))
-                return Vote(request_id, reviewer, rating, comment, ts, ts, 1, **req)
-            conn.execute(FEEDBACK.update().where(key).values(
-                rating=rating, comment=comment, key_id=key_id, updated_at=ts,
-                votes=old.votes + 1))
-            return Vote(request_id, reviewer, rating, comment, old.created_at, ts, old.votes + 1,
-                        **req)
+            values = {"request_id": request_id, "reviewer": reviewer, "key_id": key_id,
+                      "rating": rating, "comment": comment}
+            conn.execute(stmts.history, {**values, "created_at": ts})
+            current = conn.execute(stmts.upsert, {**values, "created_at": ts, "updated_at": ts,
+                                                  "votes": 1}).one()
+            return Vote(request_id, reviewer, rating, comment, current.created_at, ts,
+                        current.votes, **req)
 
         return op
 
@@ -133,6 +124,33 @@ class FeedbackMixin(Writer):
             if len(rows) < batch:
                 return
             offset += batch
+
+
+@dataclass(frozen=True)
+class _VoteStatements:
+    request: Any  # the request voted on
+    history: Any  # the vote, appended to the history
+    upsert: Any  # the current vote, inserted or replaced; returns created_at and votes
+
+
+@functools.cache
+def _vote_statements(dialect: str) -> _VoteStatements:
+    """A vote's statements, built once per dialect: a vote is on the writer's thread, where
+    building and hashing statements anew cost more than SQLite's own work."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    request = sa.select(
+        REQUESTS.c.endpoint, REQUESTS.c.variant, REQUESTS.c.chain, REQUESTS.c.chain_version,
+        REQUESTS.c.status, REQUESTS.c.shadow_of,
+    ).where(REQUESTS.c.id == sa.bindparam("id"))
+    insert: Any = (postgresql if dialect == "postgresql" else sqlite).insert(FEEDBACK)
+    upsert = insert.on_conflict_do_update(
+        index_elements=[FEEDBACK.c.request_id, FEEDBACK.c.reviewer],
+        set_={"rating": insert.excluded.rating, "comment": insert.excluded.comment,
+              "key_id": insert.excluded.key_id, "updated_at": insert.excluded.updated_at,
+              "votes": FEEDBACK.c.votes + 1},
+    ).returning(FEEDBACK.c.created_at, FEEDBACK.c.votes)
+    return _VoteStatements(request, HISTORY.insert(), upsert)
 
 
 def _feedback_filters(
