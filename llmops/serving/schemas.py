@@ -177,6 +177,14 @@ class FeedbackList(BaseModel):
     has_more: bool = False
 
 
+GATE_STATUSES = (400, 401, 403, 429)  # what the key gate answers on any route behind it
+
+
+def gated(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`errors` of a route behind the key gate: the gate's refusals and the route's own."""
+    return errors(*sorted(set(GATE_STATUSES) | set(statuses)))
+
+
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for these error statuses, all with the OpenAI error body."""
     # the media type named: on an HTML route (/review) FastAPI would document text/html

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from llmops.serving.deps import AdminKey, GatewayDep
-from llmops.serving.schemas import errors
+from llmops.serving.schemas import gated
 
 router = APIRouter(tags=["admin"])
 
@@ -27,14 +27,14 @@ def _status(gw: GatewayDep) -> dict[str, Any]:
     }
 
 
-@router.post("/admin/reload", responses=errors(401, 403, 500))
+@router.post("/admin/reload", responses=gated(500))
 async def reload(key: AdminKey, gw: GatewayDep) -> dict[str, Any]:
     """Resolve every alias now (without waiting for the background refresh)."""
     await gw.reload()
     return _status(gw)
 
 
-@router.get("/admin/status", responses=errors(401, 403))
+@router.get("/admin/status", responses=gated())
 async def status(key: AdminKey, gw: GatewayDep) -> dict[str, Any]:
     """The version each variant serves, errors of the last refresh, pending log writes."""
     return _status(gw)

@@ -15,7 +15,7 @@ from llmops.serving.deps import ClientKey, GatewayDep
 from llmops.serving.errors import client_message, error_body
 from llmops.serving.plan import Plan, plan
 from llmops.serving.record import Outcome
-from llmops.serving.schemas import ChatCompletion, ChatCompletionRequest, errors
+from llmops.serving.schemas import ChatCompletion, ChatCompletionRequest, gated
 from llmops.serving.stream import Stream, start_stream
 
 router = APIRouter(tags=["chat"])
@@ -45,7 +45,7 @@ def _headers(p: Plan) -> dict[str, str]:
 
 @router.post(
     "/v1/chat/completions", response_model=ChatCompletion,
-    responses={**_STREAM_DOC, **errors(400, 401, 403, 404, 413, 422, 429, 500, 502, 503, 504)},
+    responses={**_STREAM_DOC, **gated(404, 413, 422, 500, 502, 503, 504)},
 )
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, key: ClientKey, gw: GatewayDep

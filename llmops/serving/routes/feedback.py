@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from llmops.errors import NotFoundGatewayError
 from llmops.serving.deps import GatewayDep, ReviewerKey
 from llmops.serving.gateway import Gateway
-from llmops.serving.schemas import FeedbackIn, FeedbackList, FeedbackOut, errors
+from llmops.serving.schemas import FeedbackIn, FeedbackList, FeedbackOut, gated
 from llmops.store import KeyRecord, UnknownRequestError
 
 router = APIRouter(tags=["feedback"])
@@ -29,13 +29,13 @@ async def record_vote(gw: Gateway, key: KeyRecord, request_id: str, rating: str,
 
 
 @router.post("/v1/feedback", response_model=FeedbackOut,
-             responses=errors(400, 401, 403, 404, 413, 429))
+             responses=gated(404, 409, 413, 503))
 async def post_feedback(body: FeedbackIn, key: ReviewerKey, gw: GatewayDep) -> FeedbackOut:
     """Thumbs up or down on an answer, with an optional comment; the last vote wins."""
     return await record_vote(gw, key, body.request_id, body.rating, body.comment)
 
 
-@router.get("/v1/feedback", response_model=FeedbackList, responses=errors(400, 401, 403, 429))
+@router.get("/v1/feedback", response_model=FeedbackList, responses=gated())
 async def list_feedback(
     key: ReviewerKey,
     gw: GatewayDep,

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from llmops.serving.deps import GatewayDep, MetricsKey
 from llmops.serving.gateway import Gateway
-from llmops.serving.schemas import errors
+from llmops.serving.schemas import gated
 
 router = APIRouter(tags=["operations"])
 READY_TTL_S = 1.0  # readiness is worked out at most once a second, however often it is asked
@@ -65,7 +65,7 @@ def _readiness(gw: Gateway, readable: bool) -> tuple[int, dict[str, Any]]:
 
 
 @router.get("/metrics", response_class=Response, responses={
-    200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **errors(401, 403)})
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}}, **gated()})
 async def metrics(key: MetricsKey, gw: GatewayDep) -> Response:
     """Prometheus metrics (a metrics or admin key: scrape with `authorization: credentials`)."""
     gw.metrics.log_pending.set(gw.store.pending)

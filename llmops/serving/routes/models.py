@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from llmops.serving.deps import AnyKey, GatewayDep
-from llmops.serving.schemas import Model, ModelList, errors
+from llmops.serving.schemas import Model, ModelList, gated
 
 router = APIRouter(tags=["models"])
 
@@ -16,13 +16,13 @@ def _model(gw: GatewayDep, name: str) -> Model:
                  variants=[v.label for v in ep.variants])
 
 
-@router.get("/v1/models", response_model=ModelList, responses=errors(401, 403, 429))
+@router.get("/v1/models", response_model=ModelList, responses=gated())
 async def list_models(key: AnyKey, gw: GatewayDep) -> ModelList:
     """Every endpoint of routes.yaml."""
     return ModelList(data=[_model(gw, n) for n in sorted(gw.routes.endpoints)])
 
 
-@router.get("/v1/models/{model}", response_model=Model, responses=errors(401, 403, 404, 429))
+@router.get("/v1/models/{model}", response_model=Model, responses=gated(404))
 async def get_model(model: str, key: AnyKey, gw: GatewayDep) -> Model:
     from llmops.errors import ModelNotFoundError
 

@@ -20,7 +20,7 @@ from llmops.errors import BadRequestError, ForbiddenError
 from llmops.serving.deps import GatewayDep, ReviewerKey
 from llmops.serving.gateway import Gateway
 from llmops.serving.routes.feedback import record_vote
-from llmops.serving.schemas import errors
+from llmops.serving.schemas import gated
 from llmops.store import KeyRecord
 
 router = APIRouter(tags=["review"])
@@ -62,7 +62,7 @@ def _article(r: dict[str, Any], vote: dict[str, Any] | None, token: str) -> str:
 </form></article>"""
 
 
-@router.get("/review", response_class=HTMLResponse, responses=errors(400, 401, 403, 429))
+@router.get("/review", response_class=HTMLResponse, responses=gated())
 async def review_page(
     key: ReviewerKey, gw: GatewayDep,
     endpoint: Annotated[str | None, Query(max_length=128)] = None,
@@ -91,7 +91,7 @@ async def review_page(
 
 
 @router.post("/review/{request_id}", response_class=RedirectResponse, status_code=303,
-             responses=errors(400, 401, 403, 404, 413, 429))
+             responses=gated(404, 409, 413, 503))
 async def review_vote(request_id: str, request: Request, key: ReviewerKey,
                       gw: GatewayDep) -> RedirectResponse:
     """The vote form's target (application/x-www-form-urlencoded: rating, comment, csrf)."""
