@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from fastapi.responses import Response
 
 from llmops.errors import NotFoundGatewayError
 from llmops.serving.deps import GatewayDep, ReviewerKey
@@ -30,9 +31,11 @@ async def record_vote(gw: Gateway, key: KeyRecord, request_id: str, rating: str,
 
 @router.post("/v1/feedback", response_model=FeedbackOut,
              responses=gated(404, 409, 413, 503))
-async def post_feedback(body: FeedbackIn, key: ReviewerKey, gw: GatewayDep) -> FeedbackOut:
+async def post_feedback(body: FeedbackIn, key: ReviewerKey, gw: GatewayDep) -> Response:
     """Thumbs up or down on an answer, with an optional comment; the last vote wins."""
-    return await record_vote(gw, key, body.request_id, body.rating, body.comment)
+    vote = await record_vote(gw, key, body.request_id, body.rating, body.comment)
+    # built and checked as FeedbackOut above: serialized once here, not validated again
+    return Response(vote.model_dump_json(), media_type="application/json")
 
 
 @router.get("/v1/feedback", response_model=FeedbackList, responses=gated())
