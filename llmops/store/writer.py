@@ -122,12 +122,19 @@ class Writer:
         """
         limit = self.commit_timeout_s if timeout_s is None else timeout_s
         fut = self.submit_async(op, timeout_s=limit)
+        # The writer fails a write past its deadline; this backstop (a little later, so the
+        # writer's clearer error comes first) covers a writer stuck inside a commit. One
+        # timer, no wait_for or shield: cancelling `fut` never cancels the queued write.
+        timer = fut.get_loop().call_later(limit + 0.5, self._give_up, fut, limit)
         try:
-            # a little past the writer's own deadline: its clearer error comes first
-            return await asyncio.wait_for(asyncio.shield(fut), limit + 0.5)
-        except asyncio.TimeoutError:
-            raise StoreBusyError(f"the request log did not commit within {limit:g} s "
-                                 f"({self.state().describe()})") from None
+            return await fut
+        finally:
+            timer.cancel()
+
+    def _give_up(self, fut: asyncio.Future[Any], limit: float) -> None:
+        if not fut.done():
+            fut.set_exception(StoreBusyError(f"the request log did not commit within "
+                                             f"{limit:g} s ({self.state().describe()})"))
 
     def saturated(self) -> bool:
         """Whether new writes would be refused now (the gateway answers 503 before work)."""

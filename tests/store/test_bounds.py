@@ -103,6 +103,35 @@ def test_waiting_writes_have_a_cap_and_are_refused_at_once_past_it(db: Path) -> 
         store.close()
 
 
+def test_an_async_wait_ends_when_the_writer_is_stuck_inside_a_commit(db: Path) -> None:
+    """Past its deadline the writer fails a waiting write; a write already inside a
+    commit that never returns is failed by the waiter's own timer, a little later."""
+    import asyncio
+
+    store = Store(f"sqlite:///{db}", commit_timeout_s=0.3)
+    release = threading.Event()
+
+    def stuck(conn: sa.Connection) -> str:
+        release.wait(10)  # as a disk that stopped answering mid-commit
+        return "late"
+
+    async def main() -> tuple[float, Exception | None]:
+        started = time.monotonic()
+        try:
+            await store.commit_async(stuck)
+        except StoreBusyError as exc:
+            return time.monotonic() - started, exc
+        return time.monotonic() - started, None
+
+    try:
+        took, exc = asyncio.run(main())
+        assert isinstance(exc, StoreBusyError) and "did not commit within 0.3 s" in str(exc)
+        assert 0.7 <= took < 3, took
+    finally:
+        release.set()
+        store.close()
+
+
 def test_a_writer_thread_that_dies_fails_its_waiters_and_is_replaced(
         db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(f"sqlite:///{db}")
