@@ -8,6 +8,10 @@ routing, body parsing or thread hops:
   address gets 429 without any key look-up; a key not shaped like ours costs no query,
   an unknown one at most one query per `miss_ttl_s`, on the gate's own thread;
 - a role outside the route's scope: 403;
+- the reviewer pages' session cookie (`session.py`) counts as a key on review routes
+  only; a request authenticated by the browser itself (cookie or Basic) with a
+  state-changing method needs the CSRF token of its session in `X-CSRF-Token`: 403;
+  a browser asking for a page without a session is sent to `/signin`;
 - a key over its rate: 429 with Retry-After (admin and metrics keys are not rate
   limited: operators must reach a busy gateway).
 
@@ -26,12 +30,15 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from llmops.serving import session
 from llmops.serving.errors import error_body
-from llmops.serving.keys import SCOPES, KeyCache, key_from_header
+from llmops.serving.keys import SCOPES, KeyCache, hash_key, key_from_header
 from llmops.serving.limits import RateLimiter
 from llmops.store import KeyRecord
 
 STATE_KEY = "llmops_key"  # the accepted KeyRecord in scope["state"]
+STATE_CSRF = "llmops_csrf"  # the CSRF token of a browser's session (None for Bearer)
+PAGES = ("/review", "/dashboard")  # a browser without a session is sent to /signin
 UNLIMITED_ROLES = frozenset({"admin", "metrics"})
 
 
@@ -69,8 +76,7 @@ class KeyGate:
     def __init__(self, app: ASGIApp, gateway: Any, routes: list[Any]) -> None:
         self.app, self.gw = app, gateway
         self.rules = rules_of(routes)  # the routes of the gateway's routers
-        rl = gateway.routes.rate_limit
-        self.failures = RateLimiter(rl.auth_failures_per_s, rl.auth_failure_burst)
+        self.failures: RateLimiter = gateway.auth_failures
 
     def _rule(self, scope: Scope) -> Rule | None:
         path, method = scope["path"], scope["method"]
@@ -90,9 +96,15 @@ class KeyGate:
         if rule is None:  # public (health, docs) or no such route: the app answers
             await self.app(scope, receive, send)
             return
-        key = await self._authenticate(scope, send)
-        if key is None:
+        found = await self._authenticate(scope, send, rule)
+        if found is None:
             return  # refused
+        key, csrf = found
+        if (csrf is not None and scope["method"] not in session.SAFE_METHODS
+                and not session.csrf_ok(_header(scope, session.HEADER), csrf)):
+            await _refuse(send, 403, "this request needs the page's CSRF token in "
+                                     "X-CSRF-Token (reload the page)", "csrf_failed")
+            return
         if key.role not in SCOPES[rule.scope]:
             roles = ", ".join(sorted(SCOPES[rule.scope]))
             await _refuse(send, 403, f"key {key.id} has role {key.role}; this route needs one "
@@ -108,27 +120,31 @@ class KeyGate:
                                          f"after {after} s", "rate_limit_exceeded",
                               {"retry-after": after})
                 return
-        scope.setdefault("state", {})[STATE_KEY] = key
+        state = scope.setdefault("state", {})
+        state[STATE_KEY], state[STATE_CSRF] = key, csrf
         await self.app(scope, receive, send)
 
-    async def _authenticate(self, scope: Scope, send: Send) -> KeyRecord | None:
+    async def _authenticate(self, scope: Scope, send: Send,
+                            rule: Rule) -> tuple[KeyRecord, str | None] | None:
+        """(the key, the CSRF token its requests need or None), or None when refused."""
         client = scope.get("client")
         address = client[0] if client else "?"
-        authorization = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-                break
-        secret = key_from_header(authorization)
-        keys: KeyCache = self.gw.keys
-        record: KeyRecord | None = None
+        authorization = _header(scope, b"authorization")
+        header = authorization.decode("latin-1") if authorization is not None else None
+        secret = key_from_header(header)
+        cookie = session.cookie_value(scope["headers"]) if header is None else None
+        found: tuple[KeyRecord, str | None] | None = None
         if secret is not None:
-            hit, record = keys.cached(secret)
-            if not hit and not self.failures.exhausted(address):  # else: no look-up
-                record = await asyncio.get_running_loop().run_in_executor(
-                    self.gw.key_pool, keys.lookup, secret)  # never the chains' threads
-        if record is not None:
-            return record
+            record = await self._key(secret, address)
+            if record is not None:  # Basic: the browser resends it on its own
+                basic = header is not None and header.lstrip()[:6].lower() == "basic "
+                found = record, (session.csrf_token(hash_key(secret), None) if basic else None)
+        elif cookie is not None and rule.scope == "review":
+            signed = await self._session(cookie, address)
+            if signed is not None:
+                found = signed[0], session.csrf_token(signed[1], cookie)
+        if found is not None:
+            return found
         wait = self.failures.acquire(address)
         if wait is not None:
             after = RateLimiter.retry_after(wait)
@@ -136,10 +152,48 @@ class KeyGate:
                                      f"retry after {after} s", "too_many_auth_failures",
                           {"retry-after": after})
             return None
+        if (secret is None and scope["method"] == "GET" and scope["path"] in PAGES
+                and b"text/html" in (_header(scope, b"accept") or b"")):
+            await _redirect(send, "/signin?next=" + scope["path"])  # a browser: sign in
+            return None
         message = ("no API key: send 'Authorization: Bearer <key>' (llmops keys create makes "
-                   "one)" if secret is None else "invalid API key")
+                   "one)" if secret is None and cookie is None else
+                   "the session has expired or was signed out; sign in again at /signin"
+                   if secret is None else "invalid API key")
         await _refuse(send, 401, message, "invalid_api_key", _challenge(scope["path"]))
         return None
+
+    async def _key(self, secret: str, address: str) -> KeyRecord | None:
+        keys: KeyCache = self.gw.keys
+        hit, record = keys.cached(secret)
+        if not hit and not self.failures.exhausted(address):  # else: no look-up
+            record = await asyncio.get_running_loop().run_in_executor(
+                self.gw.key_pool, keys.lookup, secret)  # never the chains' threads
+        return record
+
+    async def _session(self, cookie: str, address: str) -> tuple[KeyRecord, str] | None:
+        sessions: session.SessionCache = self.gw.sessions
+        if sessions.expired(cookie):
+            return None
+        hit, found = sessions.cached(cookie)
+        if not hit and not self.failures.exhausted(address):
+            found = await asyncio.get_running_loop().run_in_executor(
+                self.gw.key_pool, sessions.lookup, cookie)
+        return found
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await send({"type": "http.response.start", "status": 303,
+                "headers": [(b"location", location.encode("latin-1")),
+                            (b"content-length", b"0"), (b"cache-control", b"no-store")]})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _challenge(path: str) -> dict[str, str]:

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +24,7 @@ from llmops.serving.keys import KeyCache
 from llmops.serving.limits import RateLimiter
 from llmops.serving.metrics import Metrics
 from llmops.serving.router import AliasCache
+from llmops.serving.session import SessionCache
 from llmops.serving.spec import RoutesSpec
 from llmops.store import Store
 
@@ -65,6 +65,9 @@ class Gateway:
         self.keys = KeyCache(self.store, ttl_s=gs.refresh_interval_s)
         rl = self.routes.rate_limit
         self.limiter = RateLimiter(rl.requests_per_s, rl.burst)
+        # failed authentications per client address (the gate, and /signin)
+        self.auth_failures = RateLimiter(rl.auth_failures_per_s, rl.auth_failure_burst)
+        self.sessions = SessionCache(self.store.key_by_id, ttl_s=gs.refresh_interval_s)
         self.pool = ThreadPoolExecutor(self.options.threads, thread_name_prefix="llmops-chain")
         # key look-ups on a cache miss: their own threads, so a flood of unknown keys
         # never takes the chains' threads
@@ -77,7 +80,6 @@ class Gateway:
         self.watchdog: asyncio.Task[None] | None = None
         self.readiness: tuple[float, int, dict[str, Any]] | None = None  # cached /readyz
         self.readiness_lock = asyncio.Lock()
-        self.csrf_secret = secrets.token_bytes(16)  # per process: review forms
         self.started = time.time()
 
     @classmethod

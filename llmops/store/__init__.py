@@ -8,7 +8,7 @@ reads deferred, writes `BEGIN IMMEDIATE`) by default; a PostgreSQL URL works wit
 - `writer.py`: the group-commit writer thread (`submit`, `submit_async`).
 - `schema.py`: the tables; `migrations/`: Alembic revisions, run at open.
 - `requests.py`, `feedback.py`, `keys.py`, `evals.py`, `ratings.py`: one table set's
-  reads and writes each, composed into `Store`.
+  reads and writes each, composed into `Store`; `review.py`: the reviewer pages' reads.
 
 Example:
     >>> store = Store.open()            # settings.store_url
@@ -29,6 +29,7 @@ from llmops.store.inserts import MULTIROW_MAX, Insert
 from llmops.store.keys import ROLES, KeyRecord, KeysMixin
 from llmops.store.ratings import SERVED, RatingsMixin, VoteCounts
 from llmops.store.requests import RequestRow, RequestsMixin, to_jsonl
+from llmops.store.review import QueueFilter, QueuePage, ReviewMixin
 from llmops.store.schema import (
     EVALUATIONS,
     FEEDBACK,
@@ -59,6 +60,8 @@ __all__ = [
     "SERVED",
     "Insert",
     "KeyRecord",
+    "QueueFilter",
+    "QueuePage",
     "RequestRow",
     "Store",
     "StoreError",
@@ -72,7 +75,7 @@ __all__ = [
 ]
 
 
-class Store(RequestsMixin, FeedbackMixin, KeysMixin, EvalsMixin, RatingsMixin):
+class Store(RequestsMixin, FeedbackMixin, KeysMixin, EvalsMixin, RatingsMixin, ReviewMixin):
     """The log on one SQLAlchemy URL, with a group-commit writer thread.
 
     Opening it brings the database's schema to head (see `migrations/runner.py`).

@@ -44,6 +44,15 @@ class KeysMixin(Writer):
             r = conn.execute(q).first()
         return KeyRecord(*r) if r else None
 
+    def key_by_id(self, key_id: str) -> tuple[KeyRecord, str] | None:
+        """The live key with this id and its hash (sessions are signed with the hash)."""
+        q = sa.select(KEYS.c.id, KEYS.c.name, KEYS.c.role, KEYS.c.created_at,
+                      KEYS.c.revoked_at, KEYS.c.key_hash).where(
+            (KEYS.c.id == key_id) & KEYS.c.revoked_at.is_(None))
+        with self.engine.connect() as conn:
+            r = conn.execute(q).first()
+        return (KeyRecord(*r[:5]), r[5]) if r else None
+
     def list_keys(self) -> list[KeyRecord]:
         q = sa.select(KEYS.c.id, KEYS.c.name, KEYS.c.role, KEYS.c.created_at,
                       KEYS.c.revoked_at).order_by(KEYS.c.created_at)

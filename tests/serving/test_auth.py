@@ -11,7 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from llmops.serving.keys import hash_key
-from llmops.serving.routes.review import _token
 from llmops.store import Store
 from tests.serving.conftest import auth
 
@@ -49,11 +48,33 @@ def _no_votes(r: Any, who: str, rid: str) -> bool:
 
 def _review_page(r: Any, who: str, rid: str) -> bool:
     return (r.headers["content-type"].startswith("text/html") and "Review answers" in r.text
-            and rid in r.text and f"signed in as {who}" in r.text)
+            and rid in r.text and f'<span class="who">{who} ' in r.text)
 
 
-def _review_vote(r: Any, who: str, rid: str) -> bool:
-    return r.headers["location"] == f"/review#{rid}"
+def _dashboard_page(r: Any, who: str, rid: str) -> bool:
+    return (r.headers["content-type"].startswith("text/html") and "<h2 id=\"ep-chat\">chat"
+            in r.text and f'<span class="who">{who} ' in r.text)
+
+
+def _dashboard_json(r: Any, who: str, rid: str) -> bool:
+    chat = next(e for e in r.json()["endpoints"] if e["endpoint"] == "chat")
+    return sum(v["requests"] for v in chat["variants"]) >= 1
+
+
+def _series(r: Any, who: str, rid: str) -> bool:
+    return sum(p["requests"] for p in r.json()["data"] if p["endpoint"] == "chat") >= 1
+
+
+def _signin_form(r: Any, who: str, rid: str) -> bool:
+    return 'name="key" type="password"' in r.text
+
+
+def _signin_refused(r: Any, who: str, rid: str) -> bool:
+    return "That key is not valid." in r.text and "set-cookie" not in r.headers
+
+
+def _signed_out(r: Any, who: str, rid: str) -> bool:
+    return r.headers["set-cookie"].startswith("llmops_session=; Max-Age=0;")
 
 
 def _served(r: Any, who: str, rid: str) -> bool:
@@ -86,8 +107,13 @@ MATRIX: list[tuple[str, str, str, Any, set[str] | None, int, Check]] = [
      {"reviewer", "admin"}, 200, _vote),
     ("GET", "/v1/feedback", "/v1/feedback", None, {"reviewer", "admin"}, 200, _no_votes),
     ("GET", "/review", "/review", None, {"reviewer", "admin"}, 200, _review_page),
-    ("POST", "/review/{request_id}", f"/review/{RID}", "form", {"reviewer", "admin"},
-     303, _review_vote),
+    ("GET", "/dashboard", "/dashboard", None, {"reviewer", "admin"}, 200, _dashboard_page),
+    ("GET", "/v1/dashboard", "/v1/dashboard", None, {"reviewer", "admin"}, 200, _dashboard_json),
+    ("GET", "/v1/dashboard/series", "/v1/dashboard/series", None, {"reviewer", "admin"}, 200,
+     _series),
+    ("GET", "/signin", "/signin", None, OPEN, 200, _signin_form),
+    ("POST", "/signin", "/signin", "form", OPEN, 401, _signin_refused),
+    ("POST", "/signout", "/signout", None, {"reviewer", "admin"}, 204, _signed_out),
     ("POST", "/admin/reload", "/admin/reload", None, {"admin"}, 200, _served),
     ("GET", "/admin/status", "/admin/status", None, {"admin"}, 200, _served),
     ("GET", "/metrics", "/metrics", None, {"metrics", "admin"}, 200, _metrics),
@@ -97,11 +123,11 @@ MATRIX: list[tuple[str, str, str, Any, set[str] | None, int, Check]] = [
 
 
 def _call(client: TestClient, method: str, path: str, body: Any,
-          headers: dict[str, str], csrf: str = "") -> Any:
-    if body == "form":
+          headers: dict[str, str]) -> Any:
+    if body == "form":  # a sign-in form without a key
         return client.request(method, path, headers={
             **headers, "content-type": "application/x-www-form-urlencoded"},
-            content=f"rating=up&csrf={csrf}", follow_redirects=False)
+            content="key=&next=/review", follow_redirects=False)
     return client.request(method, path, headers=headers, json=body)
 
 
@@ -147,7 +173,7 @@ def test_authorization_matrix(
                 "Basic" if route.startswith("/review") else "Bearer"), who
     for role in ROLES:
         record = store.find_key(hash_key(keys[role]))
-        r = _call(client, method, path, body, auth(keys[role]), _token(gw, record))
+        r = _call(client, method, path, body, auth(keys[role]))
         if allowed is OPEN or role in allowed:
             assert r.status_code == ok, (role, r.status_code, r.text)
             assert check(r, record.name, rid), (role, r.text[:2000])
@@ -171,11 +197,21 @@ def test_basic_auth_works_for_browsers(client: TestClient, keys: dict[str, str])
     assert r.status_code == 200 and "Review answers" in r.text
 
 
-def test_review_form_needs_the_token_of_the_key(client: TestClient, keys: dict[str, str]) -> None:
-    r = client.post("/review/x", headers={**auth(keys["reviewer"]),
-                    "content-type": "application/x-www-form-urlencoded"},
-                    content="rating=up&csrf=forged")
-    assert r.status_code == 403 and "form token" in r.json()["error"]["message"]
+def test_basic_credentials_need_the_csrf_token_to_change_anything(
+        client: TestClient, keys: dict[str, str]) -> None:
+    """A browser resends Basic credentials on its own: a vote needs the page's token."""
+    token = base64.b64encode(f"alice:{keys['reviewer']}".encode()).decode()
+    basic = {"Authorization": f"Basic {token}"}
+    body = {"request_id": "x", "rating": "up"}
+    r = client.post("/v1/feedback", headers=basic, json=body)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "csrf_failed"
+    page = client.get("/review", headers=basic).text
+    csrf = page.split('name="csrf-token" content="')[1].split('"')[0]
+    r = client.post("/v1/feedback", headers={**basic, "X-CSRF-Token": csrf}, json=body)
+    assert r.status_code == 404  # past the gate: the request id is unknown
+    # a Bearer key is not sent by a browser on its own: no token needed
+    assert client.post("/v1/feedback", headers=auth(keys["reviewer"]),
+                       json=body).status_code == 404
 
 
 def test_a_revoked_key_stops_working(make_app: Any, keys: dict[str, str],

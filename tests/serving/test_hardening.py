@@ -6,6 +6,7 @@ parses bodies before keys, lets a stuck log hang requests, or shows internals.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import logging
@@ -240,11 +241,12 @@ def test_the_dev_key_is_refused_outside_the_dev_profile(gw_home: Path) -> None:
     assert "llmops-k" not in result.output  # no key was made or printed
 
 
-def test_a_non_ascii_form_token_gets_403(client: TestClient, keys: dict[str, str]) -> None:
-    r = client.post("/review/x", headers={**auth(keys["reviewer"]),
-                    "content-type": "application/x-www-form-urlencoded"},
-                    content="rating=up&csrf=%C3%A9t%C3%A9")
-    assert r.status_code == 403 and "form token" in r.json()["error"]["message"]
+def test_a_non_ascii_csrf_token_gets_403(client: TestClient, keys: dict[str, str]) -> None:
+    basic = base64.b64encode(f"a:{keys['reviewer']}".encode()).decode()
+    r = client.post("/v1/feedback", json={"request_id": "x", "rating": "up"},
+                    headers={"Authorization": f"Basic {basic}",
+                             "X-CSRF-Token": "\u00e9t\u00e9".encode()})  # type: ignore[dict-item]
+    assert r.status_code == 403 and r.json()["error"]["code"] == "csrf_failed"
 
 
 @pytest.mark.parametrize("where", ["content", "user", "model", "feedback", "query"])

@@ -1,109 +1,95 @@
-"""The review page: served answers with their question and retrieved context, and a vote form.
+"""The reviewer pages: `/review` (the queue) and `/dashboard`, and the dashboard's data.
 
-Server-rendered HTML, no JavaScript. Browsers authenticate with Basic auth
-(any user name, the reviewer key as password); every form carries a token
-bound to the key, so another site cannot vote in a reviewer's name.
+Browsers sign in at `/signin` (a session cookie); scripts may send the key as Bearer or
+as Basic credentials. Votes go through `POST /v1/feedback` (the page's script sends
+the CSRF token of its session). Every page read is a store read on the gateway's
+threads; rendering escapes every value from the log.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from html import escape
-from typing import Annotated, Any
-from urllib.parse import parse_qs, urlencode
+import time
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
-from llmops.errors import BadRequestError, ForbiddenError
 from llmops.serving.deps import GatewayDep, ReviewerKey
-from llmops.serving.gateway import Gateway
-from llmops.serving.routes.feedback import record_vote
+from llmops.serving.gate import STATE_CSRF
+from llmops.serving.pages import SECURITY_HEADERS, page
+from llmops.serving.pages.dashboard import (
+    bucket_for,
+    dashboard_body,
+    dashboard_data,
+    window_bounds,
+)
+from llmops.serving.pages.review import queue_body, to_filter
 from llmops.serving.schemas import gated
-from llmops.store import KeyRecord
 
 router = APIRouter(tags=["review"])
 PAGE = 20
-
-_CSS = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
-article{border:1px solid #ccc;border-radius:6px;padding:1rem;margin:1rem 0}
-.q{font-weight:600}.a{white-space:pre-wrap;background:#f6f8fa;padding:.5rem}
-details{margin:.5rem 0}small{color:#666}.vote{color:#064}textarea{width:100%}"""
+Window = Literal["1h", "24h", "7d", "30d", "all"]
+Seconds = Annotated[float | None, Query(description="unix seconds", ge=0, le=1e11)]
 
 
-def _token(gw: Gateway, key: KeyRecord) -> str:
-    return hmac.new(gw.csrf_secret, key.id.encode(), hashlib.sha256).hexdigest()[:32]
+def _csrf(request: Request) -> str | None:
+    csrf: str | None = request.scope.get("state", {}).get(STATE_CSRF)
+    return csrf
 
 
-def _question(messages: Any) -> str:
-    users = [m.get("content", "") for m in messages or [] if m.get("role") == "user"]
-    return users[-1] if users else ""
-
-
-def _article(r: dict[str, Any], vote: dict[str, Any] | None, token: str) -> str:
-    rid = escape(r["id"])
-    sources = "".join(
-        f"<li><b>{escape(str(s.get('title') or s.get('id')))}</b> "
-        f"<small>{escape(str(s.get('score', '')))}</small><br>{escape(s.get('snippet') or '')}</li>"
-        for s in r.get("sources") or [])
-    mine = (f"<p class=vote>your vote: {escape(vote['rating'])}"
-            f"{' — ' + escape(vote['comment']) if vote.get('comment') else ''}</p>") if vote else ""
-    return f"""<article id="{rid}">
-<small>{rid} · {escape(r['endpoint'])} · {escape(r.get('variant') or '')} ·
-{escape(str(r.get('chain') or ''))}/{escape(str(r.get('chain_version') or ''))}</small>
-<p class=q>{escape(_question(r.get('messages')))}</p>
-<div class=a>{escape(r.get('answer') or r.get('error') or '')}</div>
-<details><summary>retrieved context ({len(r.get('sources') or [])})</summary><ol>{sources}</ol></details>
-{mine}<form method=post action="/review/{rid}">
-<input type=hidden name=csrf value="{token}">
-<textarea name=comment rows=2 placeholder="comment (optional)"></textarea>
-<button name=rating value=up>👍 up</button> <button name=rating value=down>👎 down</button>
-</form></article>"""
-
-
-@router.get("/review", response_class=HTMLResponse, responses=gated())
+@router.get("/review", response_class=HTMLResponse, responses=gated(400))
 async def review_page(
-    key: ReviewerKey, gw: GatewayDep,
+    request: Request, key: ReviewerKey, gw: GatewayDep,
     endpoint: Annotated[str | None, Query(max_length=128)] = None,
-    unrated: bool = False,
-    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+    variant: Annotated[str | None, Query(max_length=64)] = None,
+    chain_version: Annotated[int | None, Query(ge=1, le=10**9)] = None,
+    rated: Literal["up", "down", "any", "none", ""] | None = None,
+    mine: bool = False, comment: bool = False, errors: bool = False,
+    window: Literal["1h", "24h", "7d", "30d", ""] | None = None,
+    since: Seconds = None, until: Seconds = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=400)] = None,
 ) -> HTMLResponse:
-    """Recent answers, newest first, with the reviewer's own votes."""
-    rows = await gw.run(lambda: gw.store.list_requests(
-        endpoint=endpoint, limit=PAGE, offset=offset,
-        unrated_by=key.name if unrated else None))
-    ids = {r["id"] for r in rows}
-    votes = await gw.run(lambda: gw.store.list_feedback(reviewer=key.name, limit=10_000))
-    mine = {v["request_id"]: v for v in votes if v["request_id"] in ids}
-    token = _token(gw, key)
-    query = {k: v for k, v in {"endpoint": endpoint, "unrated": "true" if unrated else None,
-                               "offset": offset + PAGE}.items() if v is not None}
-    more = f'<p><a href="/review?{escape(urlencode(query))}">older</a></p>' if len(
-        rows) == PAGE else ""
-    body = "".join(_article(r, mine.get(r["id"]), token) for r in rows) or "<p>nothing to review</p>"
-    html = f"""<!doctype html><html><head><meta charset=utf-8><title>llmops review</title>
-<style>{_CSS}</style></head><body><h1>Review answers</h1>
-<p><small>signed in as {escape(key.name)} ({escape(key.role)}) ·
-<a href="/review?unrated=true">unrated only</a> · <a href="/review">all</a></small></p>
-{body}{more}</body></html>"""
-    return HTMLResponse(html)
+    """The queue of served answers, newest first, filtered; the reviewer's own votes."""
+    params: dict[str, Any] = {
+        "endpoint": endpoint, "variant": variant, "chain_version": chain_version,
+        "rated": rated, "mine": mine, "comment": comment, "errors": errors, "window": window,
+        "since": since, "until": until, "q": q, "cursor": cursor}
+    filt = to_filter(params, key.name)
+    result = await gw.run(lambda: gw.store.review_queue(filt, cursor=cursor, limit=PAGE,
+                                                        reviewer=key.name))
+    endpoints = sorted(gw.routes.endpoints)
+    return page("Review", queue_body(result, params, endpoints), key=key, csrf=_csrf(request),
+                active="review", scripts=("review.js",))
 
 
-@router.post("/review/{request_id}", response_class=RedirectResponse, status_code=303,
-             responses=gated(404, 409, 413, 503))
-async def review_vote(request_id: str, request: Request, key: ReviewerKey,
-                      gw: GatewayDep) -> RedirectResponse:
-    """The vote form's target (application/x-www-form-urlencoded: rating, comment, csrf)."""
-    form = parse_qs((await request.body()).decode("utf-8", "replace"))
-    given = form.get("csrf", [""])[0].encode("utf-8")  # bytes: any text compares, none raises
-    if not hmac.compare_digest(given, _token(gw, key).encode()):
-        raise ForbiddenError("the form token is missing or stale; reload /review")
-    if any("\x00" in v for values in form.values() for v in values):
-        raise BadRequestError("the form holds a NUL byte")
-    rating = form.get("rating", [""])[0]
-    if rating not in ("up", "down"):
-        raise BadRequestError("rating must be up or down", param="rating")
-    comment = form.get("comment", [""])[0].strip()[:4000]
-    await record_vote(gw, key, request_id, rating, comment)
-    return RedirectResponse(f"/review#{request_id}", status_code=303)
+@router.get("/dashboard", response_class=HTMLResponse, responses=gated())
+async def dashboard_page(request: Request, key: ReviewerKey, gw: GatewayDep,
+                         window: Window = "7d") -> HTMLResponse:
+    """Per endpoint and variant: volume, errors, thumbs-up rate, latency, tokens; A/B."""
+    now = time.time()
+    since, until = window_bounds(window, now)
+    data = await gw.run(lambda: dashboard_data(gw.store, since=since, until=until))
+    return page("Dashboard", dashboard_body(data, window, now), key=key, csrf=_csrf(request),
+                active="dashboard", scripts=("dashboard.js",))
+
+
+@router.get("/v1/dashboard", responses=gated())
+async def dashboard_json(key: ReviewerKey, gw: GatewayDep, since: Seconds = None,
+                         until: Seconds = None) -> JSONResponse:
+    """The dashboard's numbers as JSON (the page shows the same)."""
+    data = await gw.run(lambda: dashboard_data(gw.store, since=since, until=until))
+    return JSONResponse(data, headers=SECURITY_HEADERS)
+
+
+@router.get("/v1/dashboard/series", responses=gated())
+async def dashboard_series(key: ReviewerKey, gw: GatewayDep, since: Seconds = None,
+                           until: Seconds = None) -> JSONResponse:
+    """Requests and votes per time bucket, endpoint and variant (the dashboard's charts)."""
+    end = until if until is not None else time.time()
+    start = since if since is not None else end - 30 * 86400
+    bucket = bucket_for(max(end - start, 60.0))
+    rows = await gw.run(lambda: gw.store.serving_series(bucket_s=bucket, since=start,
+                                                        until=until))
+    return JSONResponse({"bucket_s": bucket, "since": start, "until": end, "data": rows},
+                        headers=SECURITY_HEADERS)
