@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.llmops-installed
 
-.PHONY: setup demo test test-fast lint bench clean
+.PHONY: setup browser demo test test-fast lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -21,13 +21,23 @@ $(STAMP): pyproject.toml | $(PY)
 
 setup: $(STAMP)
 
+# The browser tests drive Debian's chromium (Playwright's own download cannot work
+# offline); installed with apt when missing (as root, or through sudo).
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	@echo "installing Debian's chromium for the browser tests"
+	$(if $(filter 0,$(shell id -u)),,sudo) sh -c 'apt-get install -y -q chromium || \
+	  (apt-get update -q && apt-get install -y -q chromium)' > /dev/null
+
+browser: $(CHROMIUM)
+
 demo: setup
 	$(VENV)/bin/llmops demo $(DEMO_ARGS)
 
-test: setup
+test: setup browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: setup browser
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: setup

@@ -137,9 +137,10 @@ def article(r: dict[str, Any], vote: dict[str, Any] | None, n: int) -> str:
 {_sources(r.get('sources'))}
 <div class="vote">
 <button type="button" class="up" data-rating="up" aria-pressed="{str(rating == 'up').lower()}"
- title="thumbs up (u)">{THUMB_UP}<span>Good</span></button>
+ title="thumbs up (u)" aria-label="thumbs up">{THUMB_UP}<span>Good</span></button>
 <button type="button" class="down" data-rating="down"
- aria-pressed="{str(rating == 'down').lower()}" title="thumbs down (d)">{THUMB_DOWN}
+ aria-pressed="{str(rating == 'down').lower()}" title="thumbs down (d)"
+ aria-label="thumbs down">{THUMB_DOWN}
 <span>Bad</span></button>
 <button type="button" class="ghost comment-toggle" title="comment (c)">Comment</button>
 <span class="status" role="status">{e(mine)}</span>

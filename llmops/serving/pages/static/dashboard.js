@@ -42,7 +42,7 @@
         const votes = p.up + p.down;
         if (kind === "rate" && votes === 0) continue;
         const v = kind === "rate" ? p.up / votes : p.requests;
-        pts.push([x(p.t + bucket / 2), y(v), p, v]);
+        pts.push([x(Math.min(end, p.t + bucket / 2)), y(v), p, v]);
       }
       if (!pts.length) return;
       drawn += 1;
