@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops.errors import UnknownVariantError
-from llmops.eval.stats import (
+from llmops.stats import (
     diff_interval,
     prob_better,
     two_proportion_test,

@@ -48,7 +48,7 @@ def gateway_demo(
     typer.secho(f"\n== the gateway: {url}/v1", bold=True)
     typer.echo(f"   endpoints: {', '.join(gw.routes.endpoints)}")
     typer.echo(f"   client key:   {client_key}")
-    typer.echo(f"   reviewer key: {reviewer_key}  (review page: {url}/review, any user name)")
+    typer.echo(f"   reviewer key: {reviewer_key}  (sign in at {url}/signin: /review, /dashboard)")
     typer.echo(f"   try: curl -s {url}/v1/chat/completions -H 'Authorization: Bearer "
                f"{client_key}' -H 'Content-Type: application/json' -d '{body}'")
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,

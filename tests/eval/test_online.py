@@ -22,7 +22,7 @@ from llmops.eval.online import (
     version_comparison,
     version_stats,
 )
-from llmops.eval.stats import diff_interval, prob_better, wilson_interval
+from llmops.stats import diff_interval, prob_better, wilson_interval
 from llmops.store import RequestRow, Store
 
 T0 = 1_700_000_000.0  # unix seconds; request i of a variant is served at T0 + i

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from llmops.eval.stats import wilson_interval
 from llmops.serving.keys import hash_key
+from llmops.stats import wilson_interval
 from llmops.store import RequestRow, Store
 from tests.serving.conftest import auth
 

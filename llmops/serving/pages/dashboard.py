@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 
 from llmops.serving.pages import e
 from llmops.serving.pages.review import WINDOWS
+from llmops.stats import diff_interval, prob_better, two_proportion_test, wilson_interval
 from llmops.store import Store
 
 BASELINE = "production"
@@ -29,31 +30,31 @@ def bucket_for(seconds: float) -> int:
     return 7 * 86400
 
 
-def dashboard_data(store: Store, *, since: float | None, until: float | None) -> dict[str, Any]:
-    from llmops.eval.online import VariantStats, compare_stats
-    from llmops.eval.stats import wilson_interval
+def _compare(base: dict[str, Any], cand: dict[str, Any]) -> dict[str, Any]:
+    """Candidate minus baseline thumbs-up rate, as `llmops ab report` compares them."""
+    s1, n1, s2, n2 = base["up"], base["votes"], cand["up"], cand["votes"]
+    low, high = diff_interval(s1, n1, s2, n2, 0.95)
+    _, p_value = two_proportion_test(s1, n1, s2, n2)
+    diff = s2 / n2 - s1 / n1 if n1 and n2 else math.nan
+    return {"baseline": base["variant"], "candidate": cand["variant"],
+            **{k: None if math.isnan(v) else v for k, v in (
+                ("difference", diff), ("low", low), ("high", high), ("p_value", p_value),
+                ("prob_better", prob_better(s1, n1, s2, n2)))}}
 
+
+def dashboard_data(store: Store, *, since: float | None, until: float | None) -> dict[str, Any]:
     rows = store.serving_summary(since=since, until=until)
     endpoints: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         votes = r["up"] + r["down"]
-        low, high = wilson_interval(r["up"], votes) if votes else (math.nan, math.nan)
-        r.update(votes=votes, rate=r["up"] / votes if votes else None,
-                 low=None if math.isnan(low) else low, high=None if math.isnan(high) else high)
+        low, high = wilson_interval(r["up"], votes) if votes else (None, None)
+        r.update(votes=votes, rate=r["up"] / votes if votes else None, low=low, high=high)
         endpoints.setdefault(r["endpoint"], []).append(r)
     out = []
     for name, variants in endpoints.items():
-        stats = {v["variant"]: VariantStats(
-            v["variant"] or "", None, (), v["requests"] - v["errors"], v["errors"], v["votes"],
-            v["up"], v["down"]) for v in variants}
-        comparisons = []
-        if BASELINE in stats:
-            for other, s in stats.items():
-                if other != BASELINE and other is not None:
-                    c = compare_stats(stats[BASELINE], s).to_dict()
-                    comparisons.append({"baseline": BASELINE, "candidate": other,
-                                        **{k: c[k] for k in ("difference", "low", "high",
-                                                             "p_value", "prob_better")}})
+        base = next((v for v in variants if v["variant"] == BASELINE), None)
+        comparisons = [_compare(base, v) for v in variants
+                       if base is not None and v is not base and v["variant"] is not None]
         out.append({"endpoint": name, "variants": variants, "comparisons": comparisons})
     return {"since": since, "until": until, "endpoints": out}
 

@@ -9,7 +9,7 @@ import pytest
 from scipy import integrate, stats
 
 from llmops.errors import EvalError, StatsError
-from llmops.eval.stats import (
+from llmops.stats import (
     Proportion,
     diff_interval,
     prob_better,
