@@ -189,6 +189,9 @@ class ConfigFile(_Strict):
     index: dict[str, Any] = Field(
         default_factory=dict, description="index sources; validated by llmops.index"
     )
+    monitor: dict[str, Any] = Field(
+        default_factory=dict, description="metrics, alerts and triggers; by llmops.monitor"
+    )
 
 
 def find_project_dir(start: Path | None = None) -> Path:

@@ -8,7 +8,8 @@ reads deferred, writes `BEGIN IMMEDIATE`) by default; a PostgreSQL URL works wit
 - `writer.py`: the group-commit writer thread (`submit`, `submit_async`).
 - `schema.py`: the tables; `migrations/`: Alembic revisions, run at open.
 - `requests.py`, `feedback.py`, `keys.py`, `evals.py`, `ratings.py`: one table set's
-  reads and writes each, composed into `Store`; `review.py`: the reviewer pages' reads.
+  reads and writes each, composed into `Store`; `review.py`: the reviewer pages' reads; `monitoring.py`:
+  metrics per window, drift results, alerts and trigger runs.
 
 Example:
     >>> store = Store.open()            # settings.store_url
@@ -27,6 +28,7 @@ from llmops.store.evals import EvalsMixin
 from llmops.store.feedback import RATINGS, FeedbackMixin, Vote
 from llmops.store.inserts import MULTIROW_MAX, Insert
 from llmops.store.keys import ROLES, KeyRecord, KeysMixin
+from llmops.store.monitoring import MonitoringMixin
 from llmops.store.ratings import SERVED, RatingsMixin, VoteCounts
 from llmops.store.requests import RequestRow, RequestsMixin, to_jsonl
 from llmops.store.review import QueueFilter, QueuePage, ReviewMixin
@@ -75,7 +77,8 @@ __all__ = [
 ]
 
 
-class Store(RequestsMixin, FeedbackMixin, KeysMixin, EvalsMixin, RatingsMixin, ReviewMixin):
+class Store(RequestsMixin, FeedbackMixin, KeysMixin, EvalsMixin, RatingsMixin, ReviewMixin,
+            MonitoringMixin):
     """The log on one SQLAlchemy URL, with a group-commit writer thread.
 
     Opening it brings the database's schema to head (see `migrations/runner.py`).

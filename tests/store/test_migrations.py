@@ -23,7 +23,7 @@ from llmops.store.migrations.runner import current_revisions, head_revisions, mi
 from tests.store.conftest import row
 
 DATA = Path(__file__).parent / "data"
-HEADS = {"store_0003", "eval_0001"}
+HEADS = {"store_0004", "eval_0001", "monitor_0001"}
 LEGACY_VERSION_TABLES = {"schema_migrations", "eval_schema_migrations"}
 PRIMARY_KEYS = {
     "request_log": ("id",), "feedback": ("request_id", "reviewer"), "feedback_history": ("id",),
@@ -183,7 +183,8 @@ def test_revisions_reproduce_the_schema_of_the_release_before_alembic(store_url:
 def test_a_migrated_database_matches_the_tables_the_code_queries(store_url: str) -> None:
     """Empty to head: every table, column, type and index as `schema.py` declares them."""
     engine = sa.create_engine(store_url)
-    assert migrate(engine) == ["store_0001", "store_0002", "store_0003", "eval_0001"]
+    assert migrate(engine) == ["store_0001", "store_0002", "store_0003", "store_0004",
+                               "monitor_0001", "eval_0001"]
     with engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE,
                                                      "compare_type": True})
@@ -226,7 +227,7 @@ def test_stores_opening_at_once_migrate_once(store_url: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert sorted(len(a) for a in applied) == [0, 0, 0, 4]
+    assert sorted(len(a) for a in applied) == [0, 0, 0, 6]
 
 
 def test_a_database_newer_than_the_code_is_refused(store_url: str) -> None:
@@ -234,7 +235,7 @@ def test_a_database_newer_than_the_code_is_refused(store_url: str) -> None:
     engine = sa.create_engine(store_url)
     with engine.begin() as conn:
         conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = 'store_9999' "
-                             "WHERE version_num = 'store_0003'"))
+                             "WHERE version_num = 'store_0004'"))
     engine.dispose()
     with pytest.raises(StoreError, match=r"schema revision store_9999, newer than this llmops"):
         Store(store_url)
