@@ -55,6 +55,7 @@ def _mount() -> None:
     from llmops.eval.cli import gate
     from llmops.finetune.cli import app as finetune_app
     from llmops.index.cli import app as index_app
+    from llmops.monitor.cli import monitor_app
     from llmops.prompts.cli import app as prompts_app
     from llmops.registry.cli import app as registry_app
     from llmops.serving.cli import feedback_app, keys_app, serve
@@ -72,6 +73,7 @@ def _mount() -> None:
     app.add_typer(eval_app, name="eval")
     app.command("gate")(gate)
     app.add_typer(ab_app, name="ab")
+    app.add_typer(monitor_app, name="monitor")
     app.command("demo")(demo)
 
 

@@ -28,7 +28,7 @@ from llmops.store.evals import EvalsMixin
 from llmops.store.feedback import RATINGS, FeedbackMixin, Vote
 from llmops.store.inserts import MULTIROW_MAX, Insert
 from llmops.store.keys import ROLES, KeyRecord, KeysMixin
-from llmops.store.monitoring import MonitoringMixin
+from llmops.store.monitoring import REFUSALS, MonitoringMixin
 from llmops.store.ratings import SERVED, RatingsMixin, VoteCounts
 from llmops.store.requests import RequestRow, RequestsMixin, to_jsonl
 from llmops.store.review import QueueFilter, QueuePage, ReviewMixin
@@ -56,6 +56,7 @@ __all__ = [
     "MULTIROW_MAX",
     "OUTPUTS",
     "RATINGS",
+    "REFUSALS",
     "REQUESTS",
     "ROLES",
     "SCORES",

@@ -1,0 +1,5 @@
+"""`python -m llmops`: the command line (as the `llmops` script)."""
+
+from llmops.cli import main
+
+main()

@@ -1,0 +1,150 @@
+"""`llmops monitor run`: metrics of every closed window not yet written, drift, alerts.
+
+1. The windows between the last one written and the last closed one (never the one
+   still filling) are computed in the database and written once: a second run in the
+   same window writes nothing, so cron may run it as often as it likes.
+2. Per endpoint and new window: query drift against the windows before it (the MMD
+   test on question embeddings, `drift.py`) and the questions the index cannot answer.
+3. In window order, every alert rule against every row: alerts open and resolve, and
+   an opened alert may post to the webhook and start its trigger (`alerts.py`).
+4. The window metrics go to one MLflow run of the `monitor` experiment.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from llmops.monitor import alerts as alerting
+from llmops.monitor.config import MonitorConfig
+from llmops.monitor.drift import mmd_test, question_of, unanswerable
+from llmops.store import REFUSALS, Store
+
+Embed = Callable[[list[str]], np.ndarray]
+TRACKED = ("requests", "errors", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+           "votes", "up", "top1_mean", "low_similarity", "answer_chars_mean", "refusals")
+
+
+@dataclass
+class RunReport:
+    window_s: int
+    windows: list[dict[str, Any]] = field(default_factory=list)  # rows written now
+    drift: list[dict[str, Any]] = field(default_factory=list)
+    events: list[alerting.Event] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    run_id: str | None = None
+
+    def summary(self) -> str:
+        starts = sorted({w["window_start"] for w in self.windows})
+        span = (f"{len(starts)} window{'s' if len(starts) != 1 else ''} "
+                f"({len(self.windows)} rows)" if starts else "no closed window to add")
+        opened = sum(e.kind == "opened" for e in self.events)
+        resolved = len(self.events) - opened
+        return (f"{span}; {len(self.drift)} drift tests; {opened} alerts opened, "
+                f"{resolved} resolved; {len(self.actions)} trigger records")
+
+
+def run(store: Store, cfg: MonitorConfig, *, now: float | None = None,
+        window_s: int | None = None, embed: Embed | None = None,
+        tracker: Callable[[list[dict[str, Any]]], str | None] | None = None) -> RunReport:
+    """Bring the monitor up to the last closed window; see the module's docstring."""
+    w = window_s or cfg.window_s
+    now = time.time() if now is None else now
+    report = RunReport(w)
+    end = math.floor(now / w) * w  # the window still filling is never written
+    last = store.last_window(w)
+    if last is not None:
+        start = last + w
+    else:
+        first = store.first_request_at()
+        if first is None:
+            return report
+        start = math.floor(first / w) * w
+    if start >= end:
+        return report
+    rows = store.window_metrics(window_s=w, since=start, until=end,
+                                floor=cfg.similarity_floor, refusals=cfg.refusals or REFUSALS)
+    store.save_windows(rows)
+    report.windows = rows
+    for ws in sorted({r["window_start"] for r in rows}):
+        current = [r for r in rows if r["window_start"] == ws]
+        drift_rows = [d for d in (_drift(store, cfg, ep, ws, w, embed)
+                                  for ep in sorted({r["endpoint"] for r in current}))
+                      if d is not None]
+        report.drift += drift_rows
+        for event in alerting.evaluate(store, cfg, current + drift_rows, ws + w):
+            report.events.append(event)
+            alerting.notify(cfg, event)
+            rule = next(a for a in cfg.alerts if a.name == event.alert["rule"])
+            if event.kind == "opened" and rule.trigger is not None:
+                report.actions.append(alerting.fire(store, cfg, rule.trigger, event.alert,
+                                                    ws + w))
+    if tracker is not None and rows:
+        report.run_id = tracker(rows)
+    return report
+
+
+def _drift(store: Store, cfg: MonitorConfig, endpoint: str, ws: float, w: int,
+           embed: Embed | None) -> dict[str, Any] | None:
+    """The query drift of one endpoint's window against the windows before it."""
+    d = cfg.drift
+    current = store.questions(endpoint=endpoint, since=ws, until=ws + w, limit=d.sample)
+    reference = store.questions(endpoint=endpoint, since=ws - d.reference_windows * w,
+                                until=ws, limit=d.sample)
+    detail = {"unanswerable": unanswerable(current, cfg.similarity_floor)}
+    cur_q = [q for q in (question_of(r["messages"]) for r in current) if q]
+    ref_q = [q for q in (question_of(r["messages"]) for r in reference) if q]
+    if embed is None or len(cur_q) < d.min_questions or len(ref_q) < d.min_questions:
+        return None
+    vectors = embed(ref_q + cur_q)
+    result = mmd_test(vectors[:len(ref_q)], vectors[len(ref_q):],
+                      permutations=d.permutations, seed=int(ws))
+    row = {"endpoint": endpoint, "window_s": w, "window_start": ws, "kind": "query",
+           "statistic": result.statistic, "p_value": result.p_value,
+           "n_current": result.n_current, "n_reference": result.n_reference,
+           "detail": detail, "computed_at": time.time()}
+    store.save_drift(row)
+    # an alert row for drift rules: the endpoint's, with no variant
+    return {**row, "variant": "", "requests": len(current), "query_drift_p": result.p_value}
+
+
+def embedder(ref: str | None = None) -> Embed:
+    """Question embeddings with the project's embedding model (loaded on first use)."""
+    from llmops import hub
+    from llmops.index.embed import encode
+
+    model: list[Any] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        if not model:
+            model.append(hub.load_embedder(ref))
+        return encode(model[0], texts)
+
+    return embed
+
+
+def mlflow_tracker(settings: Any = None) -> Callable[[list[dict[str, Any]]], str | None]:
+    """Log window rows to one run of the `monitor` experiment: a metric per endpoint,
+    variant and measure, one point per window (its start as the step, in minutes)."""
+    def track(rows: list[dict[str, Any]]) -> str | None:
+        from mlflow.entities import Metric
+
+        from llmops.registry import Tracking
+
+        tracking = Tracking(settings)
+        starts = sorted({r["window_start"] for r in rows})
+        with tracking.run("monitor", f"windows {starts[0]:.0f}-{starts[-1]:.0f}",
+                          tags={"llmops.window_s": rows[0]["window_s"]}) as run:
+            metrics = [Metric(f"{r['endpoint']}.{r['variant'] or 'all'}.{k}", float(r[k]),
+                              int(r["window_start"] * 1000), int(r["window_start"] // 60))
+                       for r in rows for k in TRACKED if r.get(k) is not None]
+            for i in range(0, len(metrics), 1000):  # MLflow's batch limit
+                run.client.log_batch(run.run_id, metrics=metrics[i:i + 1000])
+            return run.run_id
+
+    return track
