@@ -297,6 +297,13 @@ class Registry(Tracking):
             self.set_tags(name, version, {TAG_ARCHIVED: "true", TAG_ARCHIVED_REASON: reason})
             return self._audit(name, "archive", None, version, version, reason, None)
 
+    def note(self, name: str, action: str, reason: str, *, version: int | None = None,
+             who: str | None = None) -> AuditRecord:
+        """An audit record of something done to `name` that is not an alias move (a
+        rollout's step, say): it goes to the same history as the moves."""
+        with self.lock(name):
+            return self._audit(name, action, None, version, version, reason, who)
+
     def _audit(
         self, name: str, action: str, alias: str | None, frm: int | None, to: int | None,
         reason: str, who: str | None,

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from llmops.config import Settings
 from llmops.llm import openai as llm
 from llmops.registry import Registry
+from llmops.serving import rollout
 from llmops.serving.keys import KeyCache
 from llmops.serving.limits import RateLimiter
 from llmops.serving.metrics import Metrics
@@ -80,6 +81,9 @@ class Gateway:
         self.watchdog: asyncio.Task[None] | None = None
         self.readiness: tuple[float, int, dict[str, Any]] | None = None  # cached /readyz
         self.readiness_lock = asyncio.Lock()
+        # endpoint -> its variants' weights now (the routes file's, or a rollout's shares)
+        self.weights: dict[str, list[tuple[str, float]]] = {
+            name: rollout.weights(ep, None) for name, ep in self.routes.endpoints.items()}
         self.started = time.time()
 
     @classmethod
@@ -118,9 +122,24 @@ class Gateway:
         while True:
             await asyncio.sleep(interval)
             try:
+                await self.advance_rollouts()
                 await self.reload()
             except Exception:  # never let the refresher die; readiness reports staleness
                 log.exception("alias refresh failed")
+
+    async def advance_rollouts(self) -> None:
+        """Let each rollout decide on the votes so far, then route with its shares."""
+        for name, ep in self.routes.endpoints.items():
+            if ep.rollout is None:
+                continue
+            try:
+                await asyncio.to_thread(rollout.advance, self.store, self.cache.registry,
+                                        name, ep)
+                state = await asyncio.to_thread(self.store.get_rollout, name)
+            except Exception:  # serving goes on with the shares it has
+                log.exception("rollout of %s: no decision this time", name)
+                continue
+            self.weights[name] = rollout.weights(ep, state)
 
     async def _watch_forever(self) -> None:
         """Once a second: restart the log writer if its thread died with writes waiting."""
@@ -138,6 +157,7 @@ class Gateway:
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
+        await self.advance_rollouts()
         await self.reload()
         if self.options.freeze_gc:
             gc.collect()

@@ -87,7 +87,7 @@ def plan(gw: Gateway, req: ChatCompletionRequest, key: KeyRecord,
         raise BadRequestError(str(exc), param="messages") from None
     rid = new_request_id()
     user = req.user or headers.get(endpoint.sticky_header)
-    variant = assign(req.model, user or rid, [(v.label, v.weight) for v in endpoint.variants])
+    variant = assign(req.model, user or rid, gw.weights[req.model])
     kwargs: dict[str, Any] = {"max_tokens": asked}
     if req.temperature is not None:
         kwargs["temperature"] = req.temperature

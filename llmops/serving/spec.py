@@ -11,6 +11,7 @@ endpoints:
     shadow: null              # a variant name: gets a copy of each request, never answers
     fallback: production      # answers when the assigned variant fails
     limits: {max_tokens: 512, timeout_s: 30, max_concurrency: 32}
+    rollout: {candidate: staging, baseline: production}   # see llmops/rollout.py
 ```
 """
 
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmops.errors import SpecError
 from llmops.registry import Ref
+from llmops.rollout import RolloutPolicy
 from llmops.validation import read_yaml_model
 
 ROUTES_FILE = Path("serving") / "routes.yaml"
@@ -78,6 +80,8 @@ class EndpointSpec(_Strict):
     fallback: str | None = Field(None, description="variant name that answers when one fails")
     sticky_header: str = Field("x-llmops-user", description="user id when the body has no user")
     limits: LimitsSpec = Field(default_factory=LimitsSpec)
+    rollout: RolloutPolicy | None = Field(
+        None, description="votes move traffic to a candidate and promote or roll it back")
 
     @model_validator(mode="after")
     def _check(self) -> EndpointSpec:
@@ -92,7 +96,23 @@ class EndpointSpec(_Strict):
             if value is not None and value not in names:
                 raise ValueError(f"{key}: {value!r} is not a variant ({', '.join(names)})")
         self.sticky_header = self.sticky_header.lower()
+        if self.rollout is not None:
+            self._check_rollout(self.rollout, names)
         return self
+
+    def _check_rollout(self, policy: RolloutPolicy, names: list[str]) -> None:
+        for key in ("candidate", "baseline"):
+            if getattr(policy, key) not in names:
+                raise ValueError(f"rollout.{key}: {getattr(policy, key)!r} is not a variant "
+                                 f"({', '.join(names)})")
+        base = Ref.parse(self.variant(policy.baseline).ref, kind="chain")
+        cand = Ref.parse(self.variant(policy.candidate).ref, kind="chain")
+        if base.alias is None:
+            raise ValueError(f"rollout.baseline: {base} names no alias; promotion moves the "
+                             "baseline's alias")
+        if base.name != cand.name:
+            raise ValueError(f"rollout: baseline {base} and candidate {cand} are different "
+                             "chains; promotion moves an alias within one chain")
 
     def variant(self, name: str) -> VariantSpec:
         return next(v for v in self.variants if v.label == name)

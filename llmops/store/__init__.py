@@ -9,7 +9,7 @@ reads deferred, writes `BEGIN IMMEDIATE`) by default; a PostgreSQL URL works wit
 - `schema.py`: the tables; `migrations/`: Alembic revisions, run at open.
 - `requests.py`, `feedback.py`, `keys.py`, `evals.py`, `ratings.py`: one table set's
   reads and writes each, composed into `Store`; `review.py`: the reviewer pages' reads; `monitoring.py`:
-  metrics per window, drift results, alerts and trigger runs.
+  metrics per window, drift results, alerts and trigger runs; `rollouts.py`: rollout state.
 
 Example:
     >>> store = Store.open()            # settings.store_url
@@ -32,6 +32,7 @@ from llmops.store.monitoring import REFUSALS, MonitoringMixin
 from llmops.store.ratings import SERVED, RatingsMixin, VoteCounts
 from llmops.store.requests import RequestRow, RequestsMixin, to_jsonl
 from llmops.store.review import QueueFilter, QueuePage, ReviewMixin
+from llmops.store.rollouts import RolloutsMixin
 from llmops.store.schema import (
     EVALUATIONS,
     FEEDBACK,
@@ -79,7 +80,7 @@ __all__ = [
 
 
 class Store(RequestsMixin, FeedbackMixin, KeysMixin, EvalsMixin, RatingsMixin, ReviewMixin,
-            MonitoringMixin):
+            MonitoringMixin, RolloutsMixin):
     """The log on one SQLAlchemy URL, with a group-commit writer thread.
 
     Opening it brings the database's schema to head (see `migrations/runner.py`).

@@ -1,10 +1,20 @@
-"""The rollout policy: raise a candidate's share in steps while it is not worse, promote
-it when it is better, roll it back when it is worse or breaks a guardrail.
+"""Rollouts decided by reviewers' votes: an always-valid test and the policy built on it.
 
-`decide` is a pure function of the counts so far (votes, errors, latency of each
-side) and the current step; it may be called after every vote (the test on the
-thumbs-up rate is always valid, `sequential.py`). `simulate` replays one experiment
-vote by vote through `decide`, for the tests and the documentation's figures.
+The test: a mixture sequential probability ratio test (mSPRT; Johari, Pekelis and
+Walsh, "Always valid inference", 2017) on the difference of two thumbs-up rates, with
+the pooled variance of the null hypothesis (equal rates) and a normal mixture
+N(0, tau^2) over the difference. Its likelihood ratio is a martingale under the null,
+so P(it ever reaches 1/alpha) <= alpha however often it is computed (Ville's
+inequality): a rollout may decide after every vote and still promote a candidate that
+is no better with probability under `alpha`. Written here rather than taken from a
+library: scipy and statsmodels offer fixed-sample tests only, and the formula is three
+lines. `tests/test_rollout.py` checks the bound by simulation.
+
+The policy: raise a candidate's share in steps while it is not worse, promote it when
+it is better, roll it back when it is worse or breaks a guardrail (error rate, p95
+latency). `decide` is a pure function of the counts so far and the current step;
+`simulate` replays one experiment vote by vote through it. The gateway applies the
+decisions (`llmops/serving/rollout.py`).
 
 In `serving/routes.yaml`, per endpoint:
 
@@ -21,13 +31,36 @@ rollout:
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from llmops.monitor.sequential import msprt
+
+def msprt(*, up_b: int, n_b: int, up_c: int, n_c: int, tau: float) -> float:
+    """The mixture likelihood ratio of "the rates differ" against "they are equal".
+
+    `up_*`/`n_*`: thumbs up and votes of the baseline (b) and the candidate (c);
+    `tau`: the scale of the differences the test is tuned to (rate points, 0.1 = 10).
+    1.0 (no evidence) while either side has no votes or every vote is the same.
+    """
+    if n_b <= 0 or n_c <= 0 or tau <= 0:
+        return 1.0
+    pooled = (up_b + up_c) / (n_b + n_c)
+    var = pooled * (1 - pooled) * (1 / n_b + 1 / n_c)  # of the difference, under the null
+    if var <= 0:
+        return 1.0
+    diff = up_c / n_c - up_b / n_b
+    t2 = tau * tau
+    return math.sqrt(var / (var + t2)) * math.exp(diff * diff * t2 / (2 * var * (var + t2)))
+
+
+def always_valid_p(lams: list[float]) -> float:
+    """The always-valid p-value after a sequence of looks: min over looks of 1 / lam."""
+    return min([1.0, *(1 / x for x in lams if x > 0)])
+
 
 Action = Literal["hold", "raise", "promote", "rollback"]
 

@@ -8,8 +8,7 @@ import statistics
 
 import pytest
 
-from llmops.monitor.policy import Arm, RolloutPolicy, decide, simulate
-from llmops.monitor.sequential import always_valid_p, msprt
+from llmops.rollout import Arm, RolloutPolicy, always_valid_p, decide, msprt, simulate
 
 POLICY = RolloutPolicy(candidate="staging")
 
