@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from llmops.monitor.config import AlertRule, MonitorConfig, TriggerConfig
+from llmops.monitor.config import DRIFT_METRICS, AlertRule, MonitorConfig, TriggerConfig
 from llmops.store import Store
 
 log = logging.getLogger("llmops.monitor")
@@ -35,7 +35,7 @@ log = logging.getLogger("llmops.monitor")
 def metric_value(rule: AlertRule, row: dict[str, Any]) -> float | None:
     """The rule's metric in a window row, or None when the window cannot say."""
     requests = row.get("requests", 0)
-    if requests < rule.min_requests and rule.metric != "query_drift_p":
+    if requests < rule.min_requests:
         return None
     m = rule.metric
     if m == "thumbs_up_rate":
@@ -68,7 +68,7 @@ def evaluate(store: Store, cfg: MonitorConfig, rows: list[dict[str, Any]],
                 continue
             if rule.variant not in (None, row["variant"]):
                 continue
-            if (rule.metric == "query_drift_p") != (row.get("kind") == "query"):
+            if (rule.metric in DRIFT_METRICS) != (row.get("kind") == "query"):
                 continue  # drift rows answer drift rules; window rows the others
             value = metric_value(rule, row)
             if value is None:

@@ -34,7 +34,9 @@ from llmops.validation import describe_validation_error
 METRICS = ("requests", "errors", "error_rate", "refusal_rate", "empty_rate",
            "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "prompt_tokens",
            "completion_tokens", "thumbs_up_rate", "votes", "top1_mean", "top1_p10",
-           "low_similarity_rate", "answer_chars_mean", "query_drift_p")
+           "low_similarity_rate", "answer_chars_mean", "query_drift_p",
+           "answer_length_drift_p", "refusal_drift_p")
+DRIFT_METRICS = ("query_drift_p", "answer_length_drift_p", "refusal_drift_p")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

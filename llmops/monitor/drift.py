@@ -5,7 +5,9 @@ Gaussian kernel (bandwidth by the median heuristic) and a permutation test for i
 p-value (Gretton et al., "A kernel two-sample test", 2012). Written here with numpy
 (about thirty lines): scipy and scikit-learn have no MMD test, and the libraries that
 do (alibi-detect, evidently's embedding drift) bring TensorFlow or pin pandas and
-pydantic versions of their own. The share of questions whose best retrieved chunk
+pydantic versions of their own. Answer drift (lengths by scipy's two-sample
+Kolmogorov-Smirnov test, the refusal rate by a two-proportion test) needs no model.
+The share of questions whose best retrieved chunk
 scores under the similarity floor ("questions the index cannot answer") and the
 lowest-scoring of them come from the request rows' sources, with no re-embedding.
 
@@ -60,6 +62,23 @@ def mmd_test(reference: np.ndarray, current: np.ndarray, *, permutations: int = 
         p = rng.permutation(len(z))
         hits += _mmd2(k[np.ix_(p, p)], n) >= observed
     return DriftResult(observed, (hits + 1) / (permutations + 1), len(x), len(y))
+
+
+def answer_drift(reference: list[str], current: list[str],
+                 refusals: tuple[str, ...]) -> dict[str, Any]:
+    """Answer drift: lengths (two-sample Kolmogorov-Smirnov, scipy) and the refusal rate
+    (pooled two-proportion z-test) of this window's answers against the reference's."""
+    from scipy.stats import ks_2samp
+
+    from llmops.stats import two_proportion_test
+
+    lengths = ks_2samp([len(a) for a in reference], [len(a) for a in current])
+    refused = [sum(any(p in a.lower() for p in refusals) for a in side)
+               for side in (reference, current)]
+    _, p_refusal = two_proportion_test(refused[0], len(reference), refused[1], len(current))
+    return {"length_p": float(lengths.pvalue), "length_ks": float(lengths.statistic),
+            "refusal_p": p_refusal,
+            "refusal_rate": [refused[0] / len(reference), refused[1] / len(current)]}
 
 
 def question_of(messages: Any) -> str:

@@ -22,7 +22,7 @@ import numpy as np
 
 from llmops.monitor import alerts as alerting
 from llmops.monitor.config import MonitorConfig
-from llmops.monitor.drift import mmd_test, question_of, unanswerable
+from llmops.monitor.drift import answer_drift, mmd_test, question_of, unanswerable
 from llmops.store import REFUSALS, Store
 
 Embed = Callable[[list[str]], np.ndarray]
@@ -91,26 +91,35 @@ def run(store: Store, cfg: MonitorConfig, *, now: float | None = None,
 
 def _drift(store: Store, cfg: MonitorConfig, endpoint: str, ws: float, w: int,
            embed: Embed | None) -> dict[str, Any] | None:
-    """The query drift of one endpoint's window against the windows before it."""
+    """Query and answer drift of one endpoint's window against the windows before it."""
     d = cfg.drift
     current = store.questions(endpoint=endpoint, since=ws, until=ws + w, limit=d.sample)
     reference = store.questions(endpoint=endpoint, since=ws - d.reference_windows * w,
                                 until=ws, limit=d.sample)
-    detail = {"unanswerable": unanswerable(current, cfg.similarity_floor)}
+    if len(current) < d.min_questions or len(reference) < d.min_questions:
+        return None
+    detail: dict[str, Any] = {"unanswerable": unanswerable(current, cfg.similarity_floor)}
+    answers = answer_drift([r["answer"] or "" for r in reference],
+                           [r["answer"] or "" for r in current], cfg.refusals or REFUSALS)
+    detail["answers"] = answers
+    statistic: float | None = None
+    p_value: float | None = None
     cur_q = [q for q in (question_of(r["messages"]) for r in current) if q]
     ref_q = [q for q in (question_of(r["messages"]) for r in reference) if q]
-    if embed is None or len(cur_q) < d.min_questions or len(ref_q) < d.min_questions:
-        return None
-    vectors = embed(ref_q + cur_q)
-    result = mmd_test(vectors[:len(ref_q)], vectors[len(ref_q):],
-                      permutations=d.permutations, seed=int(ws))
+    if embed is not None and min(len(cur_q), len(ref_q)) >= d.min_questions:
+        vectors = embed(ref_q + cur_q)
+        result = mmd_test(vectors[:len(ref_q)], vectors[len(ref_q):],
+                          permutations=d.permutations, seed=int(ws))
+        statistic, p_value = result.statistic, result.p_value
     row = {"endpoint": endpoint, "window_s": w, "window_start": ws, "kind": "query",
-           "statistic": result.statistic, "p_value": result.p_value,
-           "n_current": result.n_current, "n_reference": result.n_reference,
-           "detail": detail, "computed_at": time.time()}
+           "statistic": statistic, "p_value": p_value, "n_current": len(current),
+           "n_reference": len(reference), "detail": detail, "computed_at": time.time()}
     store.save_drift(row)
-    # an alert row for drift rules: the endpoint's, with no variant
-    return {**row, "variant": "", "requests": len(current), "query_drift_p": result.p_value}
+    # a row for the drift rules: the endpoint's, with no variant
+    return {**row, "variant": "", "requests": len(current),
+            "query_drift_p": p_value,
+            "answer_length_drift_p": answers["length_p"],
+            "refusal_drift_p": answers["refusal_p"]}
 
 
 def embedder(ref: str | None = None) -> Embed:

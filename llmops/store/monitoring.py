@@ -169,10 +169,10 @@ class MonitoringMixin(Writer):
     # -- drift ---------------------------------------------------------------------
     def questions(self, *, endpoint: str, since: float, until: float,
                   limit: int) -> list[dict[str, Any]]:
-        """Up to `limit` answered requests of the window (newest first): id, messages and
-        the best chunk's score, for drift tests."""
+        """Up to `limit` answered requests of the window (newest first): id, messages,
+        answer and the best chunk's score, for drift tests."""
         r = REQUESTS
-        q = (sa.select(r.c.id, r.c.messages, self._top1().label("top1"))
+        q = (sa.select(r.c.id, r.c.messages, r.c.answer, self._top1().label("top1"))
              .where(r.c.endpoint == endpoint, r.c.shadow_of.is_(None), r.c.status == 200,
                     r.c.created_at >= since, r.c.created_at < until)
              .order_by(r.c.created_at.desc()).limit(limit))

@@ -205,3 +205,19 @@ def test_alert_events_reach_the_webhook_signed(tmp_path: Path, hook: str,
         events.append(json.loads(body))
     assert [(e["event"], e["alert"]["rule"]) for e in events] == [
         ("opened", "slow"), ("resolved", "slow")]
+
+
+def test_answer_drift_fires_without_an_embedding_model(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'log.db'}")
+    write_log(store, topics=(10, 11))  # from hour 10 every answer is a refusal
+    cfg = MonitorConfig.from_raw({
+        "window": "1h", "drift": {"reference_windows": 4, "min_questions": 30},
+        "alerts": [{"name": "refusing", "metric": "refusal_drift_p", "below": 0.001},
+                   {"name": "shorter", "metric": "answer_length_drift_p", "below": 0.001}]})
+    for h in range(1, HOURS + 1):
+        run(store, cfg, now=T0 + h * 3600 + 60)  # no embedder: the query test is skipped
+    assert sorted((a["rule"], a["window_start"]) for a in store.list_alerts()) == [
+        ("refusing", T0 + 10 * 3600), ("shorter", T0 + 10 * 3600)]
+    drift = store.list_drift(window_s=3600)
+    assert all(d["p_value"] is None for d in drift)  # no query test without a model
+    assert drift[-1]["detail"]["answers"]["refusal_rate"][1] == 1.0

@@ -46,8 +46,8 @@ def upgrade() -> None:
         sa.Column("window_s", sa.Integer, primary_key=True),
         sa.Column("window_start", sa.Float, primary_key=True),
         sa.Column("kind", sa.String(32), primary_key=True),  # query
-        sa.Column("statistic", sa.Float, nullable=False),
-        sa.Column("p_value", sa.Float, nullable=False),
+        sa.Column("statistic", sa.Float),  # NULL: the test was not run (no embedder)
+        sa.Column("p_value", sa.Float),
         sa.Column("n_current", sa.Integer, nullable=False),
         sa.Column("n_reference", sa.Integer, nullable=False),
         sa.Column("detail", sa.JSON),
