@@ -97,9 +97,10 @@ def dashboard_body(data: dict[str, Any], window: str, counts_when: float) -> str
                 f'<td class="n">{rate}</td>'
                 f'<td class="n">{_link(n["votes"], rated="any", **where)}'
                 f' <small>({_link(n["down"] + " down", rated="down", **where)})</small></td>'
-                f'<td class="n">{_ms(v["latency_p50_ms"])}</td>'
-                f'<td class="n">{_ms(v["latency_p95_ms"])}</td>'
-                f'<td class="n">{n["prompt_tokens"]} + {n["completion_tokens"]}</td></tr>')
+                f'<td class="n">{_link(_ms(v["latency_p50_ms"]), **where)}</td>'
+                f'<td class="n">{_link(_ms(v["latency_p95_ms"]), **where)}</td>'
+                f'<td class="n">{_link(n["prompt_tokens"] + " + " + n["completion_tokens"], **where)}'
+                '</td></tr>')
         comps = []
         for c in ep["comparisons"]:
             if c["difference"] is None:
