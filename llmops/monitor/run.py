@@ -69,7 +69,7 @@ def run(store: Store, cfg: MonitorConfig, *, now: float | None = None,
         return report
     rows = store.window_metrics(window_s=w, since=start, until=end,
                                 floor=cfg.similarity_floor, refusals=cfg.refusals or REFUSALS)
-    store.save_windows(rows)
+    rows = store.save_windows(rows)  # only what this run wrote: a concurrent run alerts once
     report.windows = rows
     for ws in sorted({r["window_start"] for r in rows}):
         current = [r for r in rows if r["window_start"] == ws]

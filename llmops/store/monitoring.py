@@ -137,23 +137,30 @@ class MonitoringMixin(Writer):
                     got[p] = float(x.v)
         return out
 
-    def save_windows(self, rows: Sequence[dict[str, Any]]) -> int:
-        """Write window rows not written before; the number written (0 on a rerun)."""
+    def save_windows(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Write the window rows not written before; the rows this call wrote.
+
+        Two runs at once write each window once: the check and the insert are one write
+        transaction (SQLite's lock serializes them; on PostgreSQL the primary key refuses
+        the second insert, and that run writes, and reports, nothing).
+        """
         if not rows:
-            return 0
+            return []
         w = WINDOWS
-        keys = {(x["endpoint"], x["variant"], x["window_s"], x["window_start"]) for x in rows}
         starts = sorted({x["window_start"] for x in rows})
-        with self.write_engine.begin() as conn:
-            have = {tuple(k) for k in conn.execute(
-                sa.select(w.c.endpoint, w.c.variant, w.c.window_s, w.c.window_start).where(
-                    w.c.window_s == rows[0]["window_s"], w.c.window_start >= starts[0],
-                    w.c.window_start <= starts[-1]))}
-            new = [x for x in rows if (x["endpoint"], x["variant"], x["window_s"],
-                                       x["window_start"]) in keys - have]
-            for i in range(0, len(new), 500):
-                conn.execute(w.insert(), new[i:i + 500])
-        return len(new)
+        try:
+            with self.write_engine.begin() as conn:
+                have = {tuple(k) for k in conn.execute(
+                    sa.select(w.c.endpoint, w.c.variant, w.c.window_s, w.c.window_start).where(
+                        w.c.window_s == rows[0]["window_s"], w.c.window_start >= starts[0],
+                        w.c.window_start <= starts[-1]))}
+                new = [x for x in rows if (x["endpoint"], x["variant"], x["window_s"],
+                                           x["window_start"]) not in have]
+                for i in range(0, len(new), 500):
+                    conn.execute(w.insert(), new[i:i + 500])
+        except sa.exc.IntegrityError:
+            return []  # another run wrote these windows first
+        return new
 
     def list_windows(self, *, window_s: int, endpoint: str | None = None,
                      since: float | None = None) -> list[dict[str, Any]]:

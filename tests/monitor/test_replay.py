@@ -221,3 +221,21 @@ def test_answer_drift_fires_without_an_embedding_model(tmp_path: Path) -> None:
     drift = store.list_drift(window_s=3600)
     assert all(d["p_value"] is None for d in drift)  # no query test without a model
     assert drift[-1]["detail"]["answers"]["refusal_rate"][1] == 1.0
+
+
+@pytest.mark.parametrize("store_url", ["sqlite", "postgresql"], indirect=True)
+def test_two_runs_at_once_write_each_window_and_open_each_alert_once(
+        store_url: str, tmp_path: Path) -> None:
+    store = Store(store_url)
+    write_log(store, spike=4)
+    cfg = config(tmp_path)
+    reports: list[Any] = []
+    runs = [threading.Thread(target=lambda: reports.append(run(
+        Store(store_url), cfg, now=T0 + HOURS * 3600 + 60))) for _ in range(2)]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join()
+    assert sorted(len(r.windows) for r in reports) == [0, HOURS]
+    assert [a["rule"] for a in store.list_alerts()] == ["slow"]
+    assert [a["status"] for a in store.list_actions()] == ["done"]

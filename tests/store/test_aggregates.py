@@ -65,8 +65,8 @@ def test_window_metrics_match_the_rows_and_are_written_once(store: Store) -> Non
         scores = [w["sources"][0]["score"] for w in mine]  # type: ignore[index]
         assert math.isclose(r["top1_mean"], sum(scores) / len(scores))
         assert r["low_similarity"] == sum(s < 0.35 for s in scores)
-    assert store.save_windows(rows) == len(rows)
-    assert store.save_windows(rows) == 0  # a rerun writes nothing new
+    assert store.save_windows(rows) == rows
+    assert store.save_windows(rows) == []  # a rerun writes nothing new
     assert store.last_window(3600) == T0 + 3600
 
 
