@@ -51,6 +51,14 @@ def seconds(value: Any) -> int:
     return int(float(m.group(1)) * _UNIT[m.group(2)])
 
 
+def _duration(data: Any, key: str) -> Any:
+    """`key: 1h` in YAML becomes `key_s: 3600` for the model."""
+    if isinstance(data, dict) and key in data:
+        data = dict(data)
+        data[f"{key}_s"] = seconds(data.pop(key))
+    return data
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -101,10 +109,7 @@ class TriggerConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _cooldown(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "cooldown" in data:
-            data = dict(data)
-            data["cooldown_s"] = seconds(data.pop("cooldown"))
-        return data
+        return _duration(data, "cooldown")
 
     @model_validator(mode="after")
     def _needs(self) -> TriggerConfig:
@@ -134,10 +139,7 @@ class MonitorConfig(_Strict):
     @model_validator(mode="before")
     @classmethod
     def _window(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "window" in data:
-            data = dict(data)
-            data["window_s"] = seconds(data.pop("window"))
-        return data
+        return _duration(data, "window")
 
     @field_validator("alerts")
     @classmethod

@@ -87,3 +87,18 @@ def is_busy(exc: BaseException) -> bool:
     text = str(orig).lower()
     return "database is locked" in text or "database is busy" in text or (
         getattr(orig, "sqlstate", None) in ("55P03", "57014"))
+
+
+def driver_params(compiled: Any) -> Any:
+    """The parameters of a compiled statement in its driver's style (`?` or `%(name)s`),
+    for statements run on the driver's own cursor (rows that need no SQLAlchemy rows)."""
+    if compiled.positiontup is not None:
+        return tuple(compiled.params[k] for k in compiled.positiontup)
+    return compiled.params
+
+
+def like_pattern(text: str) -> str:
+    """A LIKE pattern (escape character `\\`) matching `text` anywhere, its `%` and `_`
+    taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

@@ -14,6 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from llmops.store.engine import driver_params, like_pattern
 from llmops.store.requests import row_dict
 from llmops.store.schema import ACTIONS, ALERTS, DRIFT, FEEDBACK, REQUESTS, WINDOWS
 from llmops.store.writer import Writer
@@ -62,9 +63,9 @@ class MonitoringMixin(Writer):
                  r.c.created_at < until]
         answered = r.c.status == 200
         if sqlite:  # LIKE ignores ASCII case there; lower() per pattern would cost a pass each
-            refused = sa.or_(*(r.c.answer.like(_pattern(p), escape="\\") for p in refusals))
+            refused = sa.or_(*(r.c.answer.like(like_pattern(p), escape="\\") for p in refusals))
         else:
-            refused = sa.or_(*(r.c.answer.ilike(_pattern(p), escape="\\") for p in refusals))
+            refused = sa.or_(*(r.c.answer.ilike(like_pattern(p), escape="\\") for p in refusals))
         narrow = sa.select(
             r.c.endpoint, sa.func.coalesce(r.c.variant, "").label("variant"),
             self._bucket(r.c.created_at, window_s).label("b"),
@@ -105,7 +106,7 @@ class MonitoringMixin(Writer):
             conn.exec_driver_sql("DROP TABLE IF EXISTS llmops_monitor_rows")
             created = narrow.compile(conn)
             conn.exec_driver_sql(f"CREATE TEMPORARY TABLE llmops_monitor_rows AS {created}",
-                                 _params(created))
+                                 driver_params(created))
             try:
                 for g in conn.execute(groups):
                     out[(g.endpoint, g.variant, int(g.b))] = {
@@ -262,15 +263,3 @@ class MonitoringMixin(Writer):
         with self.engine.connect() as conn:
             return [row_dict(x) for x in conn.execute(q)]
 
-
-def _pattern(text: str) -> str:
-    """A LIKE pattern matching `text` anywhere, its wildcards taken literally."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
-def _params(compiled: Any) -> Any:
-    """The parameters of a compiled statement in the driver's style (? or %(name)s)."""
-    if compiled.positiontup is not None:
-        return tuple(compiled.params[k] for k in compiled.positiontup)
-    return compiled.params

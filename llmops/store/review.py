@@ -16,6 +16,7 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from llmops.errors import BadRequestError
+from llmops.store.engine import driver_params, like_pattern
 from llmops.store.requests import row_dict
 from llmops.store.schema import FEEDBACK, REQUESTS
 from llmops.store.writer import Writer
@@ -65,11 +66,6 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     return value, rid
 
 
-def _like(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 class ReviewMixin(Writer):
     def review_queue(self, filt: QueueFilter, *, cursor: str | None = None, limit: int = 20,
                      reviewer: str | None = None) -> QueuePage:
@@ -98,7 +94,7 @@ class ReviewMixin(Writer):
         if filt.has_comment:
             conds.append(voted.where(f.c.comment.is_not(None), f.c.comment != "").exists())
         if filt.text:
-            pattern = _like(filt.text)
+            pattern = like_pattern(filt.text)
             conds.append(sa.or_(sa.cast(r.c.messages, sa.Text).ilike(pattern, escape="\\"),
                                 r.c.answer.ilike(pattern, escape="\\")))
         if cursor is not None:
@@ -141,7 +137,7 @@ class ReviewMixin(Writer):
             sa.select(r.c.endpoint, r.c.variant,
                       sa.func.sum(sa.case((f.c.rating == "up", 1), else_=0)).label("up"),
                       sa.func.sum(sa.case((f.c.rating == "down", 1), else_=0)).label("down"))
-            .select_from(_votes_first(self.engine.dialect.name))
+            .select_from(f.join(r, r.c.id == f.c.request_id))
             .where(*conds, r.c.status == 200).group_by(r.c.endpoint, r.c.variant))
         latencies = sa.select(r.c.endpoint, r.c.variant, r.c.latency_ms).where(
             *conds, r.c.status == 200, r.c.latency_ms.is_not(None))
@@ -160,7 +156,7 @@ class ReviewMixin(Writer):
             compiled = latencies.compile(conn)  # the driver's own rows: ~100,000 of them
             cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
-                cursor.execute(str(compiled), _positional(compiled))
+                cursor.execute(str(compiled), driver_params(compiled))
                 for e, v, ms in cursor:
                     lat.setdefault((e, v), []).append(ms)
             finally:
@@ -190,7 +186,7 @@ class ReviewMixin(Writer):
         votes = (sa.select(bucket.label("b"), r.c.endpoint, r.c.variant,
                            sa.func.sum(sa.case((f.c.rating == "up", 1), else_=0)).label("up"),
                            sa.func.count().label("votes"))
-                 .select_from(_votes_first(self.engine.dialect.name))
+                 .select_from(f.join(r, r.c.id == f.c.request_id))
                  .where(*conds, r.c.status == 200).group_by(bucket, r.c.endpoint, r.c.variant))
         out: dict[tuple[int, str, str | None], dict[str, Any]] = {}
         with self.engine.connect() as conn:
@@ -220,14 +216,3 @@ def _window(since: float | None, until: float | None) -> list[Any]:
         conds.append(r.c.created_at < until)
     return conds
 
-
-def _votes_first(dialect: str) -> Any:
-    """Votes joined to their requests."""
-    return FEEDBACK.join(REQUESTS, REQUESTS.c.id == FEEDBACK.c.request_id)
-
-
-def _positional(compiled: Any) -> Any:
-    """The parameters of a compiled statement in the driver's style (? or %(name)s)."""
-    if compiled.positiontup is not None:
-        return tuple(compiled.params[k] for k in compiled.positiontup)
-    return compiled.params
