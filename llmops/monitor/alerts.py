@@ -119,24 +119,29 @@ def notify(cfg: MonitorConfig, event: Event) -> str | None:
     return None
 
 
-def command_of(trigger: TriggerConfig) -> list[str]:
-    """The argv a trigger runs."""
+def commands_of(trigger: TriggerConfig) -> list[list[str]]:
+    """The commands a trigger runs, in order (each only if the one before succeeded)."""
     llmops = [sys.executable, "-m", "llmops"]
     if trigger.action == "index-refresh":
-        return [*llmops, "index", "refresh"]
+        return [[*llmops, "index", "refresh"]]
     if trigger.action == "eval-gate":
         chain = trigger.chain or ""
-        return [*llmops, "gate", chain if chain.startswith("chain.") else f"chain.{chain}"]
+        chain = chain if chain.startswith("chain.") else f"chain.{chain}"
+        ref = f"{chain}/{trigger.candidate}" if trigger.candidate.isdigit() else \
+            f"{chain}@{trigger.candidate}"
+        return [[*llmops, "eval", "run", ref, "--dataset", str(trigger.dataset)],
+                [*llmops, "gate", chain, "--candidate", trigger.candidate]]
     if trigger.action == "finetune":
-        return [*llmops, "finetune", "run", str(trigger.recipe)]
-    return list(trigger.argv or [])
+        return [[*llmops, "finetune", "run", str(trigger.recipe)]]
+    return [list(trigger.argv or [])]
 
 
 def fire(store: Store, cfg: MonitorConfig, name: str, alert: dict[str, Any],
          at: float) -> dict[str, Any]:
     """Run (or skip, or dry-run) trigger `name` for an alert; the action's record."""
     trigger = cfg.triggers[name]
-    argv = command_of(trigger)
+    commands = commands_of(trigger)
+    shown = " && ".join(" ".join(argv) for argv in commands)
     last = next((a for a in reversed(store.list_actions(name))
                  if a["status"] in ("done", "failed", "dry-run")), None)
     base = {"trigger": name, "alert_id": alert.get("id"), "started_at": at,
@@ -149,21 +154,29 @@ def fire(store: Store, cfg: MonitorConfig, name: str, alert: dict[str, Any],
                                         finished_at=at)
         return {**base, "id": action_id, "status": "cooling", "detail": detail}
     if trigger.dry_run:
-        detail = f"dry run: would run {' '.join(argv)}; alert: {alert['message']}"
+        detail = f"dry run: would run {shown}; alert: {alert['message']}"
         action_id = store.record_action(**base, status="dry-run", detail=detail,
                                         finished_at=at)
         log.warning("trigger %s (dry run): %s", name, detail)
         return {**base, "id": action_id, "status": "dry-run", "detail": detail}
-    action_id = store.record_action(**base, status="running",
-                                    detail=f"running {' '.join(argv)}")
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=trigger.timeout_s,
-                              check=False)
-        status = "done" if done.returncode == 0 else "failed"
-        detail = (f"ran {' '.join(argv)}: exit {done.returncode}; alert: {alert['message']}\n"
-                  f"{(done.stdout + done.stderr)[-4000:]}")
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        status, detail = "failed", f"could not run {' '.join(argv)}: {exc}"
+    action_id = store.record_action(**base, status="running", detail=f"running {shown}")
+    status, lines = "done", [f"alert: {alert['message']}"]
+    for argv in commands:
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True,
+                                  timeout=trigger.timeout_s, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            status = "failed"
+            lines.insert(0, f"could not run {' '.join(argv)}: {exc}")
+            break
+        lines.append(f"ran {' '.join(argv)}: exit {done.returncode}\n"
+                     f"{(done.stdout + done.stderr)[-3000:]}")
+        if done.returncode != 0:
+            status = "failed"
+            break
+    detail = "\n".join(lines)
+    if status == "done":
+        detail = f"ran {shown}\n{detail}"
     store.finish_action(action_id, status=status, detail=detail)
     log.warning("trigger %s %s: %s", name, status, detail.splitlines()[0])
     return {**base, "id": action_id, "status": status, "detail": detail}

@@ -11,7 +11,7 @@ monitor:
     - {name: topics-moved, metric: query_drift_p, below: 0.01, trigger: reindex}
   triggers:
     reindex: {action: index-refresh, cooldown: 6h}
-    regate: {action: eval-gate, chain: rag_qa, cooldown: 1d, dry_run: true}
+    regate: {action: eval-gate, chain: rag_qa, dataset: eval/qa_smoke.jsonl, cooldown: 1d}
     retrain: {action: finetune, recipe: finetune/house_style.yaml, cooldown: 7d}
     page: {action: command, argv: [./notify.sh], cooldown: 1h}
   webhook: {url: https://hooks.example/llmops, secret_env: LLMOPS_WEBHOOK_SECRET}
@@ -102,6 +102,8 @@ class TriggerConfig(_Strict):
     cooldown_s: int = Field(3600, ge=0, description="no second run within this time")
     dry_run: bool = Field(False, description="record what would run, run nothing")
     chain: str | None = Field(None, description="eval-gate: the chain to evaluate and gate")
+    dataset: str | None = Field(None, description="eval-gate: the golden dataset (the gate's)")
+    candidate: str = Field("staging", description="eval-gate: the alias or version to gate")
     recipe: str | None = Field(None, description="finetune: the recipe file")
     argv: list[str] | None = Field(None, description="command: the program and arguments")
     timeout_s: float = Field(3600, gt=0)
@@ -113,9 +115,11 @@ class TriggerConfig(_Strict):
 
     @model_validator(mode="after")
     def _needs(self) -> TriggerConfig:
-        need = {"eval-gate": "chain", "finetune": "recipe", "command": "argv"}.get(self.action)
-        if need and not getattr(self, need):
-            raise ValueError(f"action {self.action} needs `{need}`")
+        needs = {"eval-gate": ("chain", "dataset"), "finetune": ("recipe",),
+                 "command": ("argv",)}.get(self.action, ())
+        for need in needs:
+            if not getattr(self, need):
+                raise ValueError(f"action {self.action} needs `{need}`")
         return self
 
 

@@ -25,6 +25,7 @@ def test_the_reference_project_config_parses() -> None:
     ({"alerts": [{"name": "a", "metric": "errors", "above": 1, "trigger": "t"}]},
      "names trigger 't'"),
     ({"triggers": {"t": {"action": "eval-gate"}}}, "needs `chain`"),
+    ({"triggers": {"t": {"action": "eval-gate", "chain": "x"}}}, "needs `dataset`"),
     ({"window": "soon"}, "not a duration"),
     ({"alerts": [{"name": "a", "metric": "errors", "above": 1}] * 2}, "repeat: a"),
     ({"windw": "1h"}, "windw"),
@@ -37,3 +38,29 @@ def test_mistakes_are_named(raw: dict, message: str) -> None:  # type: ignore[ty
 def test_durations() -> None:
     assert [seconds(x) for x in (90, "90s", "15m", "1h", "1.5h", "7d")] == [
         90, 90, 900, 3600, 5400, 604800]
+
+
+def test_each_action_runs_the_llmops_commands_it_names() -> None:
+    import subprocess
+    import sys
+
+    from llmops.monitor.alerts import commands_of
+    from llmops.monitor.config import TriggerConfig
+
+    llmops = [sys.executable, "-m", "llmops"]
+    gate = TriggerConfig(action="eval-gate", chain="rag_qa", dataset="eval/qa_smoke.jsonl")
+    assert commands_of(gate) == [
+        [*llmops, "eval", "run", "chain.rag_qa@staging", "--dataset", "eval/qa_smoke.jsonl"],
+        [*llmops, "gate", "chain.rag_qa", "--candidate", "staging"]]
+    assert commands_of(TriggerConfig(action="index-refresh")) == [[*llmops, "index", "refresh"]]
+    assert commands_of(TriggerConfig(action="finetune", recipe="finetune/a.yaml")) == [
+        [*llmops, "finetune", "run", "finetune/a.yaml"]]
+    from tests.cli_helpers import cli
+
+    for argv in (*commands_of(gate), *commands_of(TriggerConfig(action="index-refresh")),
+                 *commands_of(TriggerConfig(action="finetune", recipe="r.yaml"))):
+        verb = [a for a in argv[3:] if not a.startswith(("chain.", "-", "eval/", "r.yaml"))]
+        assert cli(*verb, "--help").exit_code == 0, verb  # each names a real command
+    done = subprocess.run([*llmops, "gate", "--help"], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0 and "Gate a candidate" in done.stdout  # python -m llmops

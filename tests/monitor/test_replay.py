@@ -87,6 +87,7 @@ def config(tmp: Path, **extra: Any) -> MonitorConfig:
         "triggers": {
             "reindex": {"action": "command", "argv": touch, "cooldown": "6h"},
             "regate": {"action": "eval-gate", "chain": "rag_qa", "cooldown": "1d",
+                       "dataset": "eval/qa_smoke.jsonl",
                        "dry_run": True},
             "retrain": {"action": "command", "argv": touch, "cooldown": "1d"},
         },
