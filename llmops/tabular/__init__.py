@@ -7,5 +7,7 @@
   each refresh incremental and each table's commit naming the upstream version it has
   consumed, so a refresh killed midway is completed by the next;
 - `training.py`: point-in-time correct training sets from the gold table at a version
-  (time travel rebuilds one exactly).
+  (time travel rebuilds one exactly);
+- `model.py`: training (scikit-learn, a bounded grid search), hold-out evaluation and
+  registration as `tabular.<name>` with its lineage.
 """
