@@ -2,9 +2,9 @@
 
 Training: a scikit-learn pipeline (standard scaling, logistic regression) with a small,
 bounded grid search (inverse regularization `C`, 3-fold cross-validation on the
-training split). Evaluation: the hold-out split, chosen by entity (no entity is in both
-splits) with a fixed seed, so rebuilding the training set from the same gold version
-rebuilds the same split. Registration: an MLflow sklearn model in the registry with
+training split). Evaluation: the hold-out split, chosen by a hash of the entity id (no
+entity in both splits, and the same entities held out from every gold version).
+Registration: an MLflow sklearn model in the registry with
 the gold table version, the training set's SHA-256 and the code commit (the registry
 adds it) as tags; the same model on the same data registers once.
 """
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from llmops.registry import Registry, RunLog, VersionInfo
@@ -35,12 +34,15 @@ class Split:
 
 
 def split(ts: TrainingSet, *, holdout: float = 0.25, seed: int = 0) -> Split:
-    """Train and hold-out rows, split by entity with a fixed seed (repeatable)."""
-    entities = np.array(sorted(ts.frame["entity_id"].unique()))
-    rng = np.random.default_rng(seed)
-    chosen = set(rng.choice(entities, size=max(1, int(len(entities) * holdout)),
-                            replace=False))
-    mask = ts.frame["entity_id"].isin(chosen)
+    """Train and hold-out rows, split by entity: an entity is held out when the hash of
+    (seed, entity id) falls in the first `holdout` of the range. The same entities are
+    held out from every gold version, so a challenger and the champion are compared on
+    entities neither trained on."""
+    def held(entity: str) -> bool:
+        digest = hashlib.sha256(f"{seed}:{entity}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2.0**64 < holdout
+
+    mask = ts.frame["entity_id"].map(held).astype(bool)
     return Split(ts.frame[~mask].reset_index(drop=True), ts.frame[mask].reset_index(drop=True))
 
 

@@ -26,6 +26,7 @@ def test_a_model_is_trained_evaluated_and_registered_with_its_lineage(home: Path
     parts = split(ts, seed=1)
     assert not set(parts.train["entity_id"]) & set(parts.holdout["entity_id"])
     assert split(ts, seed=1).holdout.equals(parts.holdout)  # the same split again
+    assert 0.15 < len(parts.holdout) / len(ts.frame) < 0.35
     model, info = fit(parts.train, seed=1)
     assert info["searched"] == 3 and 0.9 < info["cv_roc_auc"] <= 1
     metrics = evaluate(model, parts.holdout)
