@@ -9,5 +9,6 @@
 - `training.py`: point-in-time correct training sets from the gold table at a version
   (time travel rebuilds one exactly);
 - `model.py`: training (scikit-learn, a bounded grid search), hold-out evaluation and
-  registration as `tabular.<name>` with its lineage.
+  registration as `tabular.<name>` with its lineage;
+- `drift.py`: per-feature PSI and Kolmogorov-Smirnov tests against the training set.
 """
