@@ -59,6 +59,7 @@ def _mount() -> None:
     from llmops.prompts.cli import app as prompts_app
     from llmops.registry.cli import app as registry_app
     from llmops.serving.cli import feedback_app, keys_app, serve
+    from llmops.tabular.cli import tabular_app
     from llmops.trace import trace_cmd
 
     app.add_typer(registry_app, name="registry")
@@ -74,6 +75,7 @@ def _mount() -> None:
     app.command("gate")(gate)
     app.add_typer(ab_app, name="ab")
     app.add_typer(monitor_app, name="monitor")
+    app.add_typer(tabular_app, name="tabular")
     app.command("demo")(demo)
 
 

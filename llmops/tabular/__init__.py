@@ -10,5 +10,7 @@
   (time travel rebuilds one exactly);
 - `model.py`: training (scikit-learn, a bounded grid search), hold-out evaluation and
   registration as `tabular.<name>` with its lineage;
-- `drift.py`: per-feature PSI and Kolmogorov-Smirnov tests against the training set.
+- `drift.py`: per-feature PSI and Kolmogorov-Smirnov tests against the training set;
+- `config.py`, `pipeline.py`, `cli.py`: a pipeline's file (`tabular/<name>.yaml`) and
+  `llmops tabular features refresh | train | drift`.
 """

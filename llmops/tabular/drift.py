@@ -1,9 +1,15 @@
 """Feature drift of a batch against the training set: PSI and a KS test per feature.
 
-PSI (population stability index) over ten bins cut at the training set's deciles, with
-a small floor on empty bins; the two-sample Kolmogorov-Smirnov test from scipy. A
-feature drifts when its PSI is at least `psi_limit` (0.2: the usual "significant
-shift") or its KS p-value is under `p_limit`; a batch drifts when any feature does.
+PSI (population stability index) over bins cut at the training set's quantiles: ten,
+or fewer for a small batch (about ten rows a bin: under equal distributions PSI's
+expected value is near (bins - 1) / rows, so ten bins over 50 rows would read 0.18 of
+noise), with half a row added to every bin so an empty one does not weigh infinitely;
+and the two-sample Kolmogorov-Smirnov test from scipy. A feature drifts when its KS
+p-value is under `p_limit` divided by the number of features (Bonferroni: a batch of
+the same distribution flags any feature with probability under `p_limit`), or, on a
+batch of at least `psi_rows` rows (where PSI is not mostly noise), when its PSI is at
+least `psi_limit` (0.25: the usual "significant shift"). A batch drifts when any
+feature does.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ import pandas as pd
 
 from llmops.tabular.source import FEATURES
 
-PSI_LIMIT = 0.2
-P_LIMIT = 0.001
+PSI_LIMIT = 0.25
+PSI_ROWS = 100
+P_LIMIT = 0.01  # for all features together
 
 
 @dataclass(frozen=True)
@@ -28,23 +35,27 @@ class FeatureDrift:
     drifted: bool
 
 
-def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
+def psi(reference: np.ndarray, current: np.ndarray, bins: int | None = None) -> float:
     """Population stability index of `current` against `reference` (reference's bins)."""
+    if bins is None:
+        bins = int(min(10, max(2, min(len(current), len(reference)) // 10)))
     edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)))
     if len(edges) < 2:
         return 0.0
     edges[0], edges[-1] = -np.inf, np.inf
-    ref = np.histogram(reference, edges)[0] / len(reference)
-    cur = np.histogram(current, edges)[0] / len(current)
-    ref, cur = np.clip(ref, 1e-4, None), np.clip(cur, 1e-4, None)
+    k = len(edges) - 1
+    ref = (np.histogram(reference, edges)[0] + 0.5) / (len(reference) + 0.5 * k)
+    cur = (np.histogram(current, edges)[0] + 0.5) / (len(current) + 0.5 * k)
     return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 
 def feature_drift(reference: pd.DataFrame, batch: pd.DataFrame, *,
-                  psi_limit: float = PSI_LIMIT, p_limit: float = P_LIMIT) -> list[FeatureDrift]:
+                  psi_limit: float = PSI_LIMIT, psi_rows: int = PSI_ROWS,
+                  p_limit: float = P_LIMIT) -> list[FeatureDrift]:
     """Each feature of `batch` against `reference` (the model's training set)."""
     from scipy.stats import ks_2samp
 
+    per_feature = p_limit / len(FEATURES)
     out = []
     for f in FEATURES:
         ref = reference[f].dropna().to_numpy(dtype=float)
@@ -53,6 +64,7 @@ def feature_drift(reference: pd.DataFrame, batch: pd.DataFrame, *,
             continue
         value = psi(ref, cur)
         test = ks_2samp(ref, cur)
-        out.append(FeatureDrift(f, value, float(test.statistic), float(test.pvalue),
-                                value >= psi_limit or float(test.pvalue) < p_limit))
+        drifted = float(test.pvalue) < per_feature or (len(cur) >= psi_rows
+                                                        and value >= psi_limit)
+        out.append(FeatureDrift(f, value, float(test.statistic), float(test.pvalue), drifted))
     return out

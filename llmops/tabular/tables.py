@@ -1,6 +1,6 @@
 """The medallion as Delta Lake tables: bronze (raw batches), silver (checked rows),
 quarantine (bad rows and their reasons) and gold (the feature table, keyed by entity and
-event time).
+event time); beside them, the labels as they become known.
 
 Each refresh is incremental: silver reads only the bronze versions after the one it has
 consumed, gold only the silver versions after its own mark, and each commit records in
@@ -28,7 +28,7 @@ from llmops.tabular.quality import check
 from llmops.tabular.source import FEATURES, KEY
 
 CONSUMED = "llmops.consumed"  # commit metadata: the upstream version this commit consumed
-LAYERS = ("bronze", "silver", "quarantine", "gold")
+LAYERS = ("bronze", "silver", "quarantine", "gold", "labels")
 
 
 def version_of(path: Path) -> int | None:
@@ -107,6 +107,22 @@ class Medallion:
         raw = batch.astype("string").assign(_source=source,
                                             _ingested_at=pd.Timestamp.now(tz="UTC"))
         return append(self.paths["bronze"], raw, operation=f"ingest {source}")
+
+    def ingest_labels(self, labels: pd.DataFrame, *, source: str) -> int | None:
+        """Labels known now (entity_id, label, label_time) into the labels table."""
+        if labels.empty:
+            return version_of(self.paths["labels"])
+        return append(self.paths["labels"], labels, operation=f"labels {source}")
+
+    def ingested(self) -> list[str]:
+        """The sources of the batches in bronze, oldest first."""
+        from deltalake import DeltaTable
+
+        if version_of(self.paths["bronze"]) is None:
+            return []
+        ops = [c.get("llmops.operation", "") for c in DeltaTable(
+            str(self.paths["bronze"])).history()]
+        return [op.removeprefix("ingest ") for op in reversed(ops) if op.startswith("ingest ")]
 
     def refresh(self) -> RefreshReport:
         """Bring silver and quarantine up to bronze, then gold up to silver."""

@@ -25,3 +25,11 @@ def test_drift_fires_on_a_shifted_batch_and_not_on_a_fresh_sample() -> None:
                            worst_area=fresh["worst_area"] + 300.0)
     moved = {d.feature for d in feature_drift(training, shifted) if d.drifted}
     assert moved == {"mean_radius", "worst_area"}
+
+
+def test_a_day_sized_batch_drifts_only_when_shifted() -> None:
+    frame = reference_frame().sample(frac=1.0, random_state=4).reset_index(drop=True)
+    training, day = frame.iloc[:450], frame.iloc[450:510]  # 60 rows: PSI is mostly noise
+    assert not any(d.drifted for d in feature_drift(training, day))
+    moved = feature_drift(training, day.assign(mean_radius=day["mean_radius"] * 1.3))
+    assert {d.feature for d in moved if d.drifted} == {"mean_radius"}
