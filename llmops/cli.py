@@ -46,6 +46,12 @@ def _main(
     get_settings(profile)  # validate the settings before any command runs
 
 
+def _tabular_scorer(name: str, spec: Any) -> Any:
+    from llmops.tabular.gate import HoldoutScorer
+
+    return HoldoutScorer(name, spec)
+
+
 def _mount() -> None:
     """Each area's sub-app (or command), in the order of `llmops --help`."""
     from llmops.chains.cli import app as chains_app
@@ -53,6 +59,7 @@ def _mount() -> None:
     from llmops.eval.ab_cli import app as ab_app
     from llmops.eval.cli import app as eval_app
     from llmops.eval.cli import gate
+    from llmops.eval.gates import EVALUATORS
     from llmops.finetune.cli import app as finetune_app
     from llmops.index.cli import app as index_app
     from llmops.monitor.cli import monitor_app
@@ -61,6 +68,8 @@ def _mount() -> None:
     from llmops.serving.cli import feedback_app, keys_app, serve
     from llmops.tabular.cli import tabular_app
     from llmops.trace import trace_cmd
+
+    EVALUATORS["tabular"] = _tabular_scorer  # the gate scores tabular models on held-out rows
 
     app.add_typer(registry_app, name="registry")
     app.command("trace")(trace_cmd)

@@ -20,24 +20,28 @@ version pinned, and those chain versions are evaluated.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from llmops.config import Settings, get_settings
-from llmops.errors import AliasConflictError, EvalError, GateError
+from llmops.errors import EvalError, GateError
 from llmops.eval.dataset import Dataset, load_dataset
+from llmops.eval.decision import PRODUCTION, Check, Decision, act
 from llmops.eval.results import Results
 from llmops.registry import Registry, VersionInfo, get_registry
 from llmops.validation import read_yaml_model
 
 GATES_FILE = Path("eval") / "gates.yaml"
-PRODUCTION = "production"
+# Tabular models are scored on held-out rows of their feature tables, not on a golden
+# dataset; higher is better for each. The area that trains them supplies the scoring:
+# `EVALUATORS[kind](name, spec)` gives an `Evaluator`, registered by the command floor
+# (`llmops/cli.py`), so this module imports no other area.
+TABULAR_METRICS = ("roc_auc", "accuracy")
+EVALUATORS: dict[str, Callable[[str, GateSpec], Evaluator]] = {}
 
 
 class _Strict(BaseModel):
@@ -70,6 +74,16 @@ class GateSpec(_Strict):
     online: Online | None = None
 
 
+class Evaluator(Protocol):
+    """Scores versions of a model that has no golden dataset (tabular): each call gives an
+    evaluation as `Results.evaluation` shapes one (`id`, `run_id`, `summary`)."""
+
+    name: str  # what was scored on (the pipeline file)
+    version: str  # which version of it (the feature table's)
+
+    def __call__(self, version: VersionInfo) -> dict[str, Any]: ...
+
+
 class GatesFile(_Strict):
     gates: dict[str, GateSpec]
 
@@ -84,10 +98,11 @@ class GatesFile(_Strict):
             if kind in ("prompt", "adapter") and not spec.chain:
                 raise ValueError(f"gates.{name}.chain: a {kind} is evaluated through a chain; "
                                  "name its file (chains/<name>.py)")
-            unknown = [m for m in spec.metrics if m not in METRICS]
+            allowed = TABULAR_METRICS if kind == "tabular" else tuple(METRICS)
+            unknown = [m for m in spec.metrics if m not in allowed]
             if unknown:
                 raise ValueError(f"gates.{name}.metrics: unknown {', '.join(unknown)}; "
-                                 f"known: {', '.join(METRICS)}")
+                                 f"known: {', '.join(allowed)}")
         return self
 
 
@@ -103,90 +118,6 @@ def gate_spec(name: str, gates: GatesFile) -> GateSpec:
     if name not in gates.gates:
         raise GateError(f"no gate for {name}; eval/gates.yaml has: {', '.join(gates.gates)}")
     return gates.gates[name]
-
-
-@dataclass(frozen=True)
-class Check:
-    group: str  # compliance | comparison | online
-    name: str
-    passed: bool
-    detail: str
-    numbers: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"group": self.group, "name": self.name, "passed": self.passed,
-                "detail": self.detail, "numbers": self.numbers}
-
-
-@dataclass
-class Decision:
-    model: str
-    candidate: int
-    production: int | None
-    checks: list[Check]
-    dataset: str
-    dataset_version: str
-    evaluation_run: str | None = None
-    dry_run: bool = False
-    moved: bool = False
-    archived: bool = False
-    at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(
-        timespec="seconds"))
-
-    @property
-    def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
-
-    @property
-    def failures(self) -> list[Check]:
-        return [c for c in self.checks if not c.passed]
-
-    def reason(self) -> str:
-        """One line for the audit record."""
-        verdict = "PASS" if self.passed else "FAIL"
-        failed = "; ".join(f"{c.name}: {c.detail}" for c in self.failures)
-        against = f"production {self.production}" if self.production else "baselines"
-        return (f"gate {verdict} {self.model}/{self.candidate} against {against} on "
-                f"{self.dataset}@{self.dataset_version} (eval run {self.evaluation_run})"
-                + (f": {failed}" if failed else ""))
-
-    @property
-    def outcome(self) -> str:
-        """What the gate did, in words."""
-        if self.dry_run:
-            return "dry run, nothing changed"
-        if self.moved:
-            return f"{self.model}@{PRODUCTION} -> {self.candidate}"
-        return f"{self.model}/{self.candidate} archived"
-
-    def echo(self, indent: str = "") -> None:
-        """Print every check and the verdict (the CLI's and the demo's report)."""
-        import typer
-
-        for c in self.checks:
-            mark = typer.style("PASS", fg="green") if c.passed else typer.style("FAIL", fg="red")
-            typer.echo(f"{indent}  {mark}  {c.group}/{c.name}: {c.detail}")
-        verdict = "PASS" if self.passed else "FAIL"
-        typer.secho(f"{indent}gate {verdict}: {self.outcome}", bold=True,
-                    fg="green" if self.passed else "red")
-
-    def markdown(self) -> str:
-        verdict = "PASS" if self.passed else "FAIL"
-        against = (f"production version {self.production}" if self.production
-                   else "the baselines (first deployment)")
-        lines = [f"### Gate {verdict} at {self.at}",
-                 f"Against {against} on dataset {self.dataset}@{self.dataset_version}; evaluation run "
-                 f"{self.evaluation_run}.", ""]
-        lines += [f"- [{'x' if c.passed else ' '}] {c.group}/{c.name}: {c.detail}"
-                  for c in self.checks]
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "candidate": self.candidate, "production": self.production,
-                "passed": self.passed, "dry_run": self.dry_run, "moved": self.moved,
-                "archived": self.archived, "dataset": self.dataset,
-                "dataset_version": self.dataset_version, "evaluation_run": self.evaluation_run,
-                "at": self.at, "checks": [c.to_dict() for c in self.checks]}
 
 
 def run_gate(
@@ -212,6 +143,9 @@ def run_gate(
     prod_version = _aliases(reg, name).get(PRODUCTION)
     if prod_version == cand.version:
         raise GateError(f"{cand.ref} is already {name}@{PRODUCTION}; nothing to gate")
+    kind = name.split(".", 1)[0]
+    if kind in EVALUATORS:  # scored here, on the model's own held-out data
+        return _scored_gate(reg, name, cand, prod_version, spec, dry_run)
     data = load_dataset(s.project_dir / spec.dataset)
 
     evaluated = evaluated_version(reg, name, cand, spec, s)
@@ -234,7 +168,22 @@ def run_gate(
     decision = Decision(name, cand.version, prod_version, checks, data.name, data.version,
                         cand_eval["run_id"] if cand_eval else None, dry_run=dry_run)
     if not dry_run:
-        _act(reg, decision, cand)
+        act(reg, decision, cand)
+    return decision
+
+
+def _scored_gate(reg: Registry, name: str, cand: VersionInfo, prod_version: int | None,
+                 spec: GateSpec, dry_run: bool) -> Decision:
+    """The gate of a kind that its own area scores (`EVALUATORS`): both versions now."""
+    scorer = EVALUATORS[name.split(".", 1)[0]](name, spec)
+    scored = scorer(cand)
+    checks = _compliance(reg, cand, spec, scored, cand, None)
+    baseline = scorer(reg.get(name, prod_version)) if prod_version is not None else None
+    checks += _comparison(spec, scored, baseline, prod_version)
+    decision = Decision(name, cand.version, prod_version, checks, scorer.name, scorer.version,
+                        scored.get("run_id"), dry_run=dry_run)
+    if not dry_run:
+        act(reg, decision, cand)
     return decision
 
 
@@ -265,7 +214,7 @@ def _latest_evaluation(res: Results, version: VersionInfo, data: Dataset) -> dic
 
 
 def _compliance(reg: Registry, cand: VersionInfo, spec: GateSpec, ev: dict[str, Any] | None,
-                evaluated: VersionInfo, data: Dataset) -> list[Check]:
+                evaluated: VersionInfo, data: Dataset | None) -> list[Check]:
     c = spec.compliance
     checks = []
     if c.description:
@@ -284,9 +233,13 @@ def _compliance(reg: Registry, cand: VersionInfo, spec: GateSpec, ev: dict[str, 
                             "declared" if ok else "the model declares no signature"))
     if c.evaluation:
         ok = ev is not None
-        detail = (f"evaluation {ev['id']} (run {ev['run_id']})" if ev else
-                  f"{evaluated.ref} has no evaluation on {data.name}@{data.version}: run "
-                  f"`llmops eval run {evaluated.ref} --dataset {data.path}`")
+        if ev is not None:
+            detail = f"evaluation {ev['id']} (run {ev['run_id']})"
+        elif data is not None:
+            detail = (f"{evaluated.ref} has no evaluation on {data.name}@{data.version}: run "
+                      f"`llmops eval run {evaluated.ref} --dataset {data.path}`")
+        else:
+            detail = f"{evaluated.ref} could not be scored"
         checks.append(Check("compliance", "evaluation", ok, detail))
     return checks
 
@@ -363,27 +316,3 @@ def _online(online: Online, settings: Settings, name: str, evaluated: VersionInf
     detail = (f"{cmp.candidate.votes} votes (needs {online.min_votes}), P(better) "
               f"{cmp.prob_better:.3f} (needs > {online.min_prob_better})")
     return Check("online", "feedback", ok, detail, cmp.to_dict())
-
-
-def _act(reg: Registry, d: Decision, cand: VersionInfo) -> None:
-    """Move the alias (pass) or archive (fail), and write the decision on the version."""
-    if d.passed:
-        try:
-            reg.move_alias(d.model, PRODUCTION, d.candidate, expect=d.production,
-                           reason=d.reason())
-        except AliasConflictError as exc:
-            raise GateError(f"gate passed but {exc}: another promotion won the race; run the "
-                            "gate again against the new production") from None
-        d.moved = True
-    else:
-        reg.archive(d.model, d.candidate, d.reason())
-        d.archived = True
-    checks = json.dumps([c.to_dict() for c in d.checks], default=str)
-    reg.set_tags(d.model, d.candidate, {
-        "gate.decision": "pass" if d.passed else "fail", "gate.at": d.at,
-        "gate.against": d.production if d.production is not None else "baselines",
-        "gate.dataset_version": d.dataset_version, "gate.evaluation_run": d.evaluation_run,
-        "gate.checks": checks[:4900],
-    })
-    base = cand.description.split("\n\n### Gate ")[0].rstrip()
-    reg.set_description(d.model, d.candidate, f"{base}\n\n{d.markdown()}".strip())

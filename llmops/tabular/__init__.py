@@ -12,5 +12,6 @@
   registration as `tabular.<name>` with its lineage;
 - `drift.py`: per-feature PSI and Kolmogorov-Smirnov tests against the training set;
 - `config.py`, `pipeline.py`, `cli.py`: a pipeline's file (`tabular/<name>.yaml`) and
-  `llmops tabular features refresh | train | drift`.
+  `llmops tabular features refresh | train | drift`;
+- `gate.py`: how `llmops gate tabular.<name>` scores versions (held-out entities).
 """

@@ -31,7 +31,15 @@ def reference_frame() -> pd.DataFrame:
     return frame.rename(columns={"target": "label"})
 
 
-FEATURES = [c for c in reference_frame().columns if c not in ("entity_id", "label")]
+# the data set's 30 measurements, snake_case (a test checks them against scikit-learn's)
+FEATURES = ["mean_radius", "mean_texture", "mean_perimeter", "mean_area",
+            "mean_smoothness", "mean_compactness", "mean_concavity", "mean_concave_points",
+            "mean_symmetry", "mean_fractal_dimension", "radius_error", "texture_error",
+            "perimeter_error", "area_error", "smoothness_error", "compactness_error",
+            "concavity_error", "concave_points_error", "symmetry_error",
+            "fractal_dimension_error", "worst_radius", "worst_texture", "worst_perimeter",
+            "worst_area", "worst_smoothness", "worst_compactness", "worst_concavity",
+            "worst_concave_points", "worst_symmetry", "worst_fractal_dimension"]
 
 
 def daily_batches(days: int = 10, *, seed: int = 0) -> list[tuple[pd.DataFrame, pd.DataFrame]]:

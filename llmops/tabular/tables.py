@@ -104,8 +104,9 @@ class Medallion:
 
     def ingest(self, batch: pd.DataFrame, *, source: str) -> int:
         """A raw batch into bronze, as it came (every column as text, plus its source)."""
-        raw = batch.astype("string").assign(_source=source,
-                                            _ingested_at=pd.Timestamp.now(tz="UTC"))
+        raw = batch.reset_index(drop=True).astype("string").assign(
+            _source=source, _ingested_at=pd.Timestamp.now(tz="UTC"),
+            _row=range(len(batch)))  # the row's place in its batch: Delta's writer may reorder
         return append(self.paths["bronze"], raw, operation=f"ingest {source}")
 
     def ingest_labels(self, labels: pd.DataFrame, *, source: str) -> int | None:
@@ -152,14 +153,16 @@ class Medallion:
         since, q_mark = consumed(silver), consumed(quarantine)
         # rows up to the quarantine's own mark were quarantined by a refresh that was
         # killed before silver committed: checked again, not quarantined twice
+        order = ["_ingested_at", "_row"]  # as the batches came, whatever the files' order
         rows = self._new_rows(self.paths["bronze"], since, head)
+        rows = rows.sort_values(order).reset_index(drop=True) if len(rows) else rows
         fresh = self._new_rows(self.paths["bronze"], max(since, q_mark), head)
         rows = rows.assign(_new=rows["_ingested_at"].isin(set(fresh["_ingested_at"]))
                            if len(fresh) else False) if len(rows) else rows
         known = read(silver)
         seen = set(zip(known["entity_id"], known["event_time"], strict=True)) if len(
             known) else set()
-        good, bad = check(rows.drop(columns=["_source", "_ingested_at"], errors="ignore")
+        good, bad = check(rows.drop(columns=["_source", "_ingested_at", "_row"], errors="ignore")
                           .replace({pd.NA: None}), seen)
         bad = bad[bad["_new"] == "True"].drop(columns="_new") if len(bad) else bad
         if len(bad):  # quarantine first: a kill after it re-checks the batch, loses nothing

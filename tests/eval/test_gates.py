@@ -135,13 +135,13 @@ def test_two_gates_racing_for_production_one_wins_the_other_fails_cleanly(
     a = _candidate(eval_project, description="candidate a")
     b = _candidate(eval_project, description="candidate b")
     barrier = threading.Barrier(2)
-    act = gates._act
+    act = gates.act
 
     def act_together(*args: Any) -> None:
         barrier.wait(timeout=60)  # both decided against the same production
         act(*args)
 
-    monkeypatch.setattr(gates, "_act", act_together)
+    monkeypatch.setattr(gates, "act", act_together)
     outcomes: dict[int, Any] = {}
 
     def go(v: int) -> None:

@@ -21,6 +21,7 @@ def test_the_reference_stream_covers_every_row_once() -> None:
     features = pd.concat([f for f, _ in batches])
     labels = pd.concat([lab for _, lab in batches])
     assert len(features) == len(reference_frame()) == 569 and len(FEATURES) == 30
+    assert list(reference_frame().columns) == ["entity_id", *FEATURES, "label"]
     assert features["entity_id"].is_unique
     # a label is known after its entity was measured; labels after the last day wait
     joined = labels.merge(features[["entity_id", "event_time"]], on="entity_id")

@@ -1,0 +1,43 @@
+"""Scoring for `llmops gate tabular.<name>`: each version on the pipeline's held-out rows.
+
+`eval/gates.yaml` names the pipeline file as the gate's `dataset`. The hold-out is the
+rows of the entities held out by hash (`model.split`) in the training set of the gold
+table now: the same entities for every version, none of which any version trained on,
+so the candidate and production are compared on the same rows. Registered with the
+gate (`llmops.eval.gates.EVALUATORS`) by the command floor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmops.config import Settings, get_settings
+from llmops.registry import Registry, VersionInfo, get_registry
+from llmops.tabular.config import load_pipeline
+from llmops.tabular.model import evaluate, split
+from llmops.tabular.tables import Medallion, read
+from llmops.tabular.training import training_set
+
+
+class HoldoutScorer:
+    """Scores versions of `tabular.<name>` on its pipeline's held-out rows."""
+
+    def __init__(self, name: str, spec: Any, *, settings: Settings | None = None,
+                 registry: Registry | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.registry = registry or get_registry()
+        pipeline = load_pipeline(str(self.settings.project_dir / spec.dataset), self.settings)
+        m = Medallion(pipeline.root(self.settings))
+        ts = training_set(m.paths["gold"], read(m.paths["labels"]))
+        self.holdout = split(ts, holdout=pipeline.holdout, seed=pipeline.seed).holdout
+        self.name = str(spec.dataset)
+        self.version = f"gold-v{ts.gold_version}-{len(self.holdout)}-rows"
+
+    def __call__(self, version: VersionInfo) -> dict[str, Any]:
+        import mlflow.sklearn
+
+        model = mlflow.sklearn.load_model(str(self.registry.download(version.name,
+                                                                     version.version)))
+        scores = evaluate(model, self.holdout)
+        return {"id": f"holdout {self.version}", "run_id": None,
+                "summary": {k: {"mean": v, "failures": 0} for k, v in scores.items()}}
