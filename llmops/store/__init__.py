@@ -5,7 +5,8 @@ methods here, never with their own SQL. SQLAlchemy Core on SQLite (WAL,
 reads deferred, writes `BEGIN IMMEDIATE`) by default; a PostgreSQL URL works with the same code.
 
 - `engine.py`: the engine (SQLite pragmas and durability, PostgreSQL pool, JSON).
-- `writer.py`: the group-commit writer thread (`submit`, `submit_async`).
+- `writer.py`: the group-commit writer thread (`submit`, `submit_async`); `handover.py`:
+  its outcomes handed to the waiting threads and event loops.
 - `schema.py`: the tables; `migrations/`: Alembic revisions, run at open.
 - `requests.py`, `feedback.py`, `keys.py`, `evals.py`, `ratings.py`: one table set's
   reads and writes each, composed into `Store`; `review.py`: the reviewer pages' reads; `monitoring.py`:

@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection
 
 from llmops.errors import LlmopsError, StoreBusyError, StoreError
 from llmops.store.engine import BUSY_TIMEOUT_MS, is_busy, make_engine, writing
+from llmops.store.handover import Item, hand_over
 from llmops.store.inserts import Insert, InsertCompiler, run_batch
 
 # Under concurrency the writer waits this long after a lone write for others to join its
@@ -42,9 +43,6 @@ COMMIT_WINDOW_S = 0.002
 COMMIT_TIMEOUT_S = 10.0  # a write not committed by then fails (503 at the gateway)
 MAX_PENDING = 10_000  # writes waiting at once; past it new writes are refused
 LOCK_WAIT_MS = 200  # the writer's busy timeout per try: it re-checks deadlines between tries
-
-# (operation, future, its loop or None, deadline on the monotonic clock)
-_Item = tuple[Callable[[Connection], Any], Any, Any, float]
 
 
 @dataclass(frozen=True)
@@ -83,7 +81,7 @@ class Writer:
         self.window_s = window_s
         self.commit_timeout_s = commit_timeout_s
         self.max_pending = max_pending
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self._writer_lock = threading.Lock()
         self._closed = False
@@ -213,7 +211,7 @@ class Writer:
         # write while writes have been arriving during commits (or the last wait gathered
         # some), and stops waiting as soon as a wait gathers nothing (a lone client).
         company = False
-        batch: list[_Item] = []
+        batch: list[Item] = []
         try:
             while True:
                 item = self._queue.get()
@@ -227,12 +225,12 @@ class Writer:
                     return
         except BaseException as exc:  # the thread dies: nobody may wait forever
             self._last_error = f"the writer stopped: {type(exc).__name__}"
-            _hand_over([(it, None, StoreError("the log writer stopped; retry"))
+            hand_over([(it, None, StoreError("the log writer stopped; retry"))
                         for it in batch])
             self._done(len(batch))
             raise
 
-    def _gather(self, batch: list[_Item], company: bool) -> tuple[bool, bool]:
+    def _gather(self, batch: list[Item], company: bool) -> tuple[bool, bool]:
         """Add the writes waiting now (after a moment, under concurrency) to `batch`:
         (whether writes come under concurrency, whether close was asked)."""
         if not self._queue.empty():
@@ -250,19 +248,19 @@ class Writer:
             batch.append(nxt)
         return company, False
 
-    def _expired(self, batch: list[_Item]) -> list[_Item]:
+    def _expired(self, batch: list[Item]) -> list[Item]:
         """Fail the writes whose deadline passed (they never commit later); the others."""
         now = time.monotonic()
         late = [it for it in batch if it[3] <= now]
         if late:
             exc = StoreBusyError("the request log could not take the write in time "
                                  f"({self._last_error or 'the database is busy'})")
-            _hand_over([(it, None, exc) for it in late])
+            hand_over([(it, None, exc) for it in late])
             self._done(len(late))
             return [it for it in batch if it[3] > now]
         return batch
 
-    def _commit(self, batch: list[_Item]) -> None:
+    def _commit(self, batch: list[Item]) -> None:
         """Commit the group, waiting for the database's lock while the writes' deadlines
         allow; if one operation fails, redo each in its own transaction."""
         self._committing = True
@@ -271,7 +269,7 @@ class Writer:
         finally:
             self._committing = False
 
-    def _commit_group(self, batch: list[_Item]) -> None:
+    def _commit_group(self, batch: list[Item]) -> None:
         while True:
             batch = self._expired(batch)
             if not batch:
@@ -293,11 +291,11 @@ class Writer:
                 self._one_by_one(batch)
                 return
             self._unblocked()
-            _hand_over([(it, result, None) for it, result in zip(batch, results, strict=True)])
+            hand_over([(it, result, None) for it, result in zip(batch, results, strict=True)])
             self._done(len(batch))
             return
 
-    def _one_by_one(self, batch: list[_Item]) -> None:
+    def _one_by_one(self, batch: list[Item]) -> None:
         # One bad operation must not fail the others: each in its own transaction.
         for item in batch:
             while True:
@@ -313,10 +311,10 @@ class Writer:
                     if is_busy(exc):
                         self._blocked()
                         continue
-                    _hand_over([(item, None, exc)])
+                    hand_over([(item, None, exc)])
                 else:
                     self._unblocked()
-                    _hand_over([(item, result, None)])
+                    hand_over([(item, result, None)])
                 self._done(1)
                 break
 
@@ -368,37 +366,3 @@ class Writer:
             self.engine.dispose()
         return done
 
-
-def _hand_over(outcomes: list[tuple[_Item, Any, BaseException | None]]) -> None:
-    """Resolve the futures of committed operations; each event loop is woken once."""
-    by_loop: dict[Any, list[tuple[Any, Any, BaseException | None]]] = {}
-    for (_, fut, loop, _deadline), result, exc in outcomes:
-        if loop is None:
-            _resolve(fut, result, exc)
-        else:
-            by_loop.setdefault(loop, []).append((fut, result, exc))
-    for loop, items in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # the loop closed: nobody is waiting
-            loop.call_soon_threadsafe(_resolve_all, items)
-
-
-def _resolve_all(items: list[tuple[Any, Any, BaseException | None]]) -> None:
-    for fut, result, exc in items:
-        if not fut.done():  # a waiter that gave up does not undo the commit
-            if exc is not None:
-                fut.set_exception(exc)
-            else:
-                fut.set_result(result)
-
-
-def _resolve(fut: Future[Any], result: Any = None, exc: BaseException | None = None) -> None:
-    """Hand the outcome over; a waiter that gave up (cancelled) does not undo the commit."""
-    if fut.cancelled():
-        return
-    try:
-        if exc is not None:
-            fut.set_exception(exc)
-        else:
-            fut.set_result(result)
-    except InvalidStateError:
-        pass
