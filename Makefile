@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.llmops-installed
 
-.PHONY: setup browser demo test test-fast lint bench clean
+.PHONY: setup browser java demo test test-fast lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,14 +31,21 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM)
 
+# Spark's local mode (the spark tier of the tests) needs a Java runtime: Debian's
+# headless OpenJDK 17, installed with apt when there is no `java`.
+java:
+	@command -v java > /dev/null || { echo "installing Debian's OpenJDK 17 for Spark"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) sh -c 'apt-get install -y -q openjdk-17-jre-headless || \
+	  (apt-get update -q && apt-get install -y -q openjdk-17-jre-headless)' > /dev/null; }
+
 demo: setup
 	$(VENV)/bin/llmops demo $(DEMO_ARGS)
 
-test: setup browser
+test: setup browser java
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: setup browser
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not spark" $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check llmops tests benchmarks

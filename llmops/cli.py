@@ -52,6 +52,30 @@ def _tabular_scorer(name: str, spec: Any) -> Any:
     return HoldoutScorer(name, spec)
 
 
+def _tabular_drift_alerts(pipeline: str, check: Any) -> list[str]:
+    """A tabular drift check through the monitor's alert rules and triggers."""
+    from llmops.config import get_settings
+    from llmops.monitor.config import load_monitor_config
+    from llmops.monitor.run import tabular_drift
+    from llmops.store import Store
+
+    cfg = load_monitor_config(get_settings().project_dir)
+    store = Store.open()
+    try:
+        _, events, actions = tabular_drift(
+            store, cfg, pipeline=pipeline, model=check.model, rows=check.batch_rows,
+            reference_rows=check.reference_rows,
+            where=f"in the {check.batch_rows} rows of gold version {check.gold_version} "
+                  f"(against the training set of {check.model})",
+            features=[{"feature": d.feature, "psi": d.psi, "p_value": d.p_value,
+                       "drifted": d.drifted} for d in check.features])
+    finally:
+        store.close()
+    return ([f"  alert {e.kind}: {e.alert['message']}" for e in events]
+            + [f"  trigger {a['trigger']}: {a['status']}: {a['detail'].splitlines()[0]}"
+               for a in actions])
+
+
 def _mount() -> None:
     """Each area's sub-app (or command), in the order of `llmops --help`."""
     from llmops.chains.cli import app as chains_app
@@ -66,10 +90,11 @@ def _mount() -> None:
     from llmops.prompts.cli import app as prompts_app
     from llmops.registry.cli import app as registry_app
     from llmops.serving.cli import feedback_app, keys_app, serve
-    from llmops.tabular.cli import tabular_app
+    from llmops.tabular.cli import DRIFT_SINKS, tabular_app
     from llmops.trace import trace_cmd
 
     EVALUATORS["tabular"] = _tabular_scorer  # the gate scores tabular models on held-out rows
+    DRIFT_SINKS[:] = [_tabular_drift_alerts]  # tabular drift goes through the monitor's alerts
 
     app.add_typer(registry_app, name="registry")
     app.command("trace")(trace_cmd)

@@ -86,6 +86,14 @@ class EvalSettings(_Strict):
         description="items answered and scored at once (the local model batches them)")
 
 
+class TabularSettings(_Strict):
+    """Tabular pipelines (`llmops tabular`)."""
+
+    engine: Literal["pandas", "spark"] = Field(
+        "pandas", description="batch inference: pandas in process, or Spark (mlflow spark_udf)")
+    spark_master: str = Field("local[2]", description="Spark master URL when engine is spark")
+
+
 class Settings(BaseSettings):
     """Everything a process needs to find its state and services."""
 
@@ -112,6 +120,7 @@ class Settings(BaseSettings):
     vector: VectorSettings = Field(default_factory=VectorSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
+    tabular: TabularSettings = Field(default_factory=TabularSettings)
 
     @field_validator("home", mode="before")
     @classmethod

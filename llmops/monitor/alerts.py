@@ -5,7 +5,8 @@ the first later window where it does not; while it is open the same condition do
 alert again. Opening one writes a row, logs a line, posts to the webhook (the body
 signed with HMAC-SHA256 in `X-Llmops-Signature`) and may start a trigger. A trigger
 runs an llmops command (`index refresh`, `gate`, `finetune run`) or a program of
-yours, at most once per cool-down, or in dry-run mode only records what it would run;
+yours; `tabular-retrain` trains a tabular pipeline and gates the new version. At most
+once per cool-down, or in dry-run mode only records what it would run;
 every run or skip is a row with what happened and why.
 
 Times are the windows' own (the end of the window that opened an alert), so replaying
@@ -26,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from llmops.monitor.config import DRIFT_METRICS, AlertRule, MonitorConfig, TriggerConfig
+from llmops.monitor.config import AlertRule, MonitorConfig, TriggerConfig, row_kind
 from llmops.store import Store
 
 log = logging.getLogger("llmops.monitor")
@@ -68,7 +69,7 @@ def evaluate(store: Store, cfg: MonitorConfig, rows: list[dict[str, Any]],
                 continue
             if rule.variant not in (None, row["variant"]):
                 continue
-            if (rule.metric in DRIFT_METRICS) != (row.get("kind") == "query"):
+            if row_kind(rule.metric) != row.get("kind", "window"):
                 continue  # drift rows answer drift rules; window rows the others
             value = metric_value(rule, row)
             if value is None:
@@ -79,8 +80,9 @@ def evaluate(store: Store, cfg: MonitorConfig, rows: list[dict[str, Any]],
                 side = "above" if rule.above is not None else "below"
                 message = (f"{rule.name}: {rule.metric} = {value:.4g} is {side} "
                            f"{rule.threshold:g} on {row['endpoint']}"
-                           f"{'/' + row['variant'] if row['variant'] else ''} in the window "
-                           f"starting {row['window_start']:.0f}")
+                           f"{'/' + row['variant'] if row['variant'] else ''} "
+                           + (row.get("where") or
+                              f"in the window starting {row['window_start']:.0f}"))
                 alert = {"rule": rule.name, "endpoint": row["endpoint"],
                          "variant": row["variant"], "metric": rule.metric, "value": value,
                          "threshold": rule.threshold, "window_start": row["window_start"],
@@ -133,6 +135,9 @@ def commands_of(trigger: TriggerConfig) -> list[list[str]]:
                 [*llmops, "gate", chain, "--candidate", trigger.candidate]]
     if trigger.action == "finetune":
         return [[*llmops, "finetune", "run", str(trigger.recipe)]]
+    if trigger.action == "tabular-retrain":  # train to staging, then gate it
+        return [[*llmops, "tabular", "train", str(trigger.pipeline)],
+                [*llmops, "gate", f"tabular.{trigger.pipeline}", "--candidate", "staging"]]
     return [list(trigger.argv or [])]
 
 

@@ -9,10 +9,13 @@ monitor:
     - {name: slow, metric: latency_p95_ms, above: 2000, trigger: reindex}
     - {name: unhappy, metric: thumbs_up_rate, below: 0.6, min_votes: 20, endpoint: rag-qa}
     - {name: topics-moved, metric: query_drift_p, below: 0.01, trigger: reindex}
+    - {name: cancer-drift, metric: features_drifted, above: 0, endpoint: tabular.cancer,
+       trigger: retrain-cancer}  # from `llmops tabular drift cancer`
   triggers:
     reindex: {action: index-refresh, cooldown: 6h}
     regate: {action: eval-gate, chain: rag_qa, dataset: eval/qa_smoke.jsonl, cooldown: 1d}
     retrain: {action: finetune, recipe: finetune/house_style.yaml, cooldown: 7d}
+    retrain-cancer: {action: tabular-retrain, pipeline: cancer, cooldown: 1d}
     page: {action: command, argv: [./notify.sh], cooldown: 1h}
   webhook: {url: https://hooks.example/llmops, secret_env: LLMOPS_WEBHOOK_SECRET}
 ```
@@ -35,8 +38,18 @@ METRICS = ("requests", "errors", "error_rate", "refusal_rate", "empty_rate",
            "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "prompt_tokens",
            "completion_tokens", "thumbs_up_rate", "votes", "top1_mean", "top1_p10",
            "low_similarity_rate", "answer_chars_mean", "query_drift_p",
-           "answer_length_drift_p", "refusal_drift_p")
+           "answer_length_drift_p", "refusal_drift_p",
+    "features_drifted", "max_psi", "min_drift_p")
 DRIFT_METRICS = ("query_drift_p", "answer_length_drift_p", "refusal_drift_p")
+# A tabular pipeline's drift check (`llmops tabular drift`): its endpoint is tabular.<name>
+TABULAR_METRICS = ("features_drifted", "max_psi", "min_drift_p")
+
+
+def row_kind(metric: str) -> str:
+    """Which rows answer a metric: `query` (LLM drift), `tabular` (feature drift) or
+    `window` (window metrics)."""
+    return ("query" if metric in DRIFT_METRICS else
+            "tabular" if metric in TABULAR_METRICS else "window")
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -98,13 +111,15 @@ class AlertRule(_Strict):
 
 
 class TriggerConfig(_Strict):
-    action: Literal["index-refresh", "eval-gate", "finetune", "command"]
+    action: Literal["index-refresh", "eval-gate", "finetune", "tabular-retrain", "command"]
     cooldown_s: int = Field(3600, ge=0, description="no second run within this time")
     dry_run: bool = Field(False, description="record what would run, run nothing")
     chain: str | None = Field(None, description="eval-gate: the chain to evaluate and gate")
     dataset: str | None = Field(None, description="eval-gate: the golden dataset (the gate's)")
     candidate: str = Field("staging", description="eval-gate: the alias or version to gate")
     recipe: str | None = Field(None, description="finetune: the recipe file")
+    pipeline: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$",
+                                 description="tabular-retrain: the pipeline in tabular/")
     argv: list[str] | None = Field(None, description="command: the program and arguments")
     timeout_s: float = Field(3600, gt=0)
 
@@ -116,7 +131,7 @@ class TriggerConfig(_Strict):
     @model_validator(mode="after")
     def _needs(self) -> TriggerConfig:
         needs = {"eval-gate": ("chain", "dataset"), "finetune": ("recipe",),
-                 "command": ("argv",)}.get(self.action, ())
+                 "tabular-retrain": ("pipeline",), "command": ("argv",)}.get(self.action, ())
         for need in needs:
             if not getattr(self, need):
                 raise ValueError(f"action {self.action} needs `{need}`")

@@ -77,16 +77,50 @@ def run(store: Store, cfg: MonitorConfig, *, now: float | None = None,
                                   for ep in sorted({r["endpoint"] for r in current}))
                       if d is not None]
         report.drift += drift_rows
-        for event in alerting.evaluate(store, cfg, current + drift_rows, ws + w):
-            report.events.append(event)
-            alerting.notify(cfg, event)
-            rule = next(a for a in cfg.alerts if a.name == event.alert["rule"])
-            if event.kind == "opened" and rule.trigger is not None:
-                report.actions.append(alerting.fire(store, cfg, rule.trigger, event.alert,
-                                                    ws + w))
+        events, actions = check(store, cfg, current + drift_rows, ws + w)
+        report.events += events
+        report.actions += actions
     if tracker is not None and rows:
         report.run_id = tracker(rows)
     return report
+
+
+def check(store: Store, cfg: MonitorConfig, rows: list[dict[str, Any]], at: float
+          ) -> tuple[list[alerting.Event], list[dict[str, Any]]]:
+    """Every alert rule against rows of one moment (a window's, or a tabular drift
+    check's): alerts open and resolve, post to the webhook, and start their triggers."""
+    events, actions = [], []
+    for event in alerting.evaluate(store, cfg, rows, at):
+        events.append(event)
+        alerting.notify(cfg, event)
+        rule = next(a for a in cfg.alerts if a.name == event.alert["rule"])
+        if event.kind == "opened" and rule.trigger is not None:
+            actions.append(alerting.fire(store, cfg, rule.trigger, event.alert, at))
+    return events, actions
+
+
+def tabular_drift(store: Store, cfg: MonitorConfig, *, pipeline: str, model: str,
+                  features: list[dict[str, Any]], rows: int, reference_rows: int,
+                  where: str = "", at: float | None = None
+                  ) -> tuple[dict[str, Any], list[alerting.Event], list[dict[str, Any]]]:
+    """A tabular pipeline's drift check (one dict per feature: feature, psi, p_value,
+    drifted) as a drift row of endpoint `tabular.<pipeline>`, through the alert rules."""
+    at = time.time() if at is None else at
+    drifted = [f["feature"] for f in features if f["drifted"]]
+    p_values = [f["p_value"] for f in features]
+    row = {"endpoint": f"tabular.{pipeline}", "window_s": 0, "window_start": at,
+           "kind": "tabular", "statistic": float(len(drifted)),
+           "p_value": min(p_values) if p_values else None, "n_current": rows,
+           "n_reference": reference_rows, "computed_at": at,
+           "detail": {"model": model, "drifted": drifted,
+                      "psi": {f["feature"]: round(f["psi"], 4) for f in features}}}
+    store.save_drift(row)
+    row = {**row, "variant": "", "requests": rows, "features_drifted": len(drifted),
+           "where": where or f"in the check at {at:.0f}",
+           "max_psi": max((f["psi"] for f in features), default=None),
+           "min_drift_p": row["p_value"]}
+    events, actions = check(store, cfg, [row], at)
+    return row, events, actions
 
 
 def _drift(store: Store, cfg: MonitorConfig, endpoint: str, ws: float, w: int,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -58,24 +59,100 @@ def train_cmd(pipeline: Pipeline,
                f"{t.gold_version}, {t.rows} rows: {scores}; staging -> {t.ref}")
 
 
+@tabular_app.command("evaluate")
+def evaluate_cmd(pipeline: Pipeline,
+                 ref: Annotated[str, typer.Option(help="alias or version")] = "staging",
+                 as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+                 ) -> None:
+    """Hold-out metrics of a version on the gold table now, logged to MLflow."""
+    from llmops.registry import get_registry
+    from llmops.tabular.config import load_pipeline
+    from llmops.tabular.pipeline import evaluate_version
+
+    settings = get_settings()
+    version, gold, rows, metrics = evaluate_version(load_pipeline(pipeline, settings), settings,
+                                                    get_registry(), ref=ref)
+    if as_json:
+        typer.echo(json.dumps({"ref": version.ref, "gold_version": gold, "holdout_rows": rows,
+                               "metrics": metrics}))
+        return
+    scores = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+    typer.echo(f"{version.ref} on {rows} held-out rows of gold version {gold}: {scores}")
+
+
+@tabular_app.command("batch-infer")
+def batch_infer_cmd(
+        pipeline: Pipeline,
+        ref: Annotated[str, typer.Option(help="alias or version")] = "production",
+        gold_version: Annotated[int | None, typer.Option(
+            help="the gold version to read (default: the newest)")] = None,
+        all_rows: Annotated[bool, typer.Option(
+            "--all", help="every row of that gold version, not only the rows it added")] = False,
+        engine: Annotated[str | None, typer.Option(
+            help="pandas or spark (default: the profile's tabular.engine)")] = None,
+        force: Annotated[bool, typer.Option(help="score again rows scored before")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Score gold rows with a version of tabular.<name> into the predictions table
+    (a Delta table; every row names the model version and gold version)."""
+    from dataclasses import asdict
+
+    from llmops.errors import ConfigError
+    from llmops.registry import get_registry
+    from llmops.tabular.config import load_pipeline
+    from llmops.tabular.pipeline import infer
+
+    if engine not in (None, "pandas", "spark"):
+        raise ConfigError(f"--engine {engine!r}: expected pandas or spark")
+    settings = get_settings()
+    done = infer(load_pipeline(pipeline, settings), settings, get_registry(), ref=ref,
+                 gold_version=gold_version, scope="all" if all_rows else "batch",
+                 engine=engine, force=force)  # type: ignore[arg-type]
+    if as_json:
+        typer.echo(json.dumps(asdict(done)))
+        return
+    what = "every row" if all_rows else "the rows it added"
+    if done.skipped:
+        typer.echo(f"{done.model} has scored {what} of gold version {done.gold_version} "
+                   "already (--force scores again)")
+        return
+    typer.echo(f"{done.model}: {done.rows} rows ({what} of gold version {done.gold_version}) "
+               f"scored with {done.engine} in {done.seconds:.1f} s; predictions version "
+               f"{done.table_version}")
+
+
+# The command floor registers what a drift check is also handed to (the monitor's alert
+# rules and triggers): called with the pipeline's name and the DriftCheck; each returns
+# lines to print. Nothing registered: the check only prints.
+DRIFT_SINKS: list[Callable[[str, Any], list[str]]] = []
+
+
 @tabular_app.command("drift")
 def drift_cmd(pipeline: Pipeline,
               ref: Annotated[str, typer.Option(help="alias or version whose training set is "
-                                                    "the reference")] = "staging",
+                                                    "the reference")] = "production",
+              alerts: Annotated[bool, typer.Option(
+                  help="hand the result to the monitor's alert rules (llmops.yaml)")] = True,
               ) -> None:
-    """The newest gold batch against the model's training set: PSI and KS per feature;
-    exit 1 if a feature drifted."""
+    """The newest gold batch against the model's training set: PSI and KS per feature.
+    The result goes through the monitor's alert rules (metrics features_drifted, max_psi,
+    min_drift_p on endpoint tabular.<name>), which may start a retrain-and-gate trigger.
+    Exit 1 if a feature drifted."""
     from llmops.registry import get_registry
     from llmops.tabular.config import load_pipeline
     from llmops.tabular.pipeline import drift
 
     settings = get_settings()
-    model, rows = drift(load_pipeline(pipeline, settings), settings, get_registry(), ref=ref)
-    moved = [d for d in rows if d.drifted]
-    typer.echo(f"newest batch against the training set of {model}: "
-               f"{len(moved)} of {len(rows)} features drifted")
-    for d in sorted(rows, key=lambda d: -d.psi)[:10]:
+    spec = load_pipeline(pipeline, settings)
+    check = drift(spec, settings, get_registry(), ref=ref)
+    typer.echo(f"the {check.batch_rows} rows of gold version {check.gold_version} against "
+               f"the training set of {check.model} ({check.reference_rows} rows): "
+               f"{len(check.drifted)} of {len(check.features)} features drifted")
+    for d in sorted(check.features, key=lambda d: -d.psi)[:10]:
         typer.echo(f"  {'DRIFT ' if d.drifted else '      '}{d.feature:28} PSI {d.psi:6.3f}  "
                    f"KS {d.ks:5.3f}  p {d.p_value:.2g}")
-    if moved:
+    for sink in DRIFT_SINKS if alerts else []:
+        for line in sink(spec.name, check):
+            typer.echo(line)
+    if check.drifted:
         raise typer.Exit(1)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmops.config import Settings
 from llmops.errors import ConfigError
+from llmops.tabular.source import FEATURES
 from llmops.validation import read_yaml_model
 
 FOLDER = Path("tabular")
@@ -20,6 +21,26 @@ class SourceSpec(BaseModel):
     dataset: Literal["breast-cancer"] = Field(description="the reference data set")
     days: int = Field(10, ge=1, le=365, description="daily batches the stream is cut into")
     seed: int = Field(0, description="which entity arrives on which day")
+    shift: ShiftSpec | None = Field(None, description="a drift from some day on")
+
+
+class ShiftSpec(BaseModel):
+    """A drift the stream carries, for the monitor to find."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    from_day: int = Field(ge=0, description="the first day that is shifted")
+    scale: float = Field(gt=0, description="shifted features read this times their value")
+    features: list[str] = Field(min_length=1, description="the features shifted")
+
+    @field_validator("features")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(FEATURES))
+        if unknown:
+            raise ValueError(f"unknown features {', '.join(unknown)} (known: "
+                             f"{', '.join(FEATURES[:3])}, ...)")
+        return value
 
 
 class PipelineSpec(BaseModel):

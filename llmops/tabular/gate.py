@@ -12,11 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from llmops.config import Settings, get_settings
-from llmops.registry import Registry, VersionInfo, get_registry
+from llmops.registry import Registry, Tracking, VersionInfo, get_registry
 from llmops.tabular.config import load_pipeline
-from llmops.tabular.model import evaluate, split
-from llmops.tabular.tables import Medallion, read
-from llmops.tabular.training import training_set
+from llmops.tabular.model import evaluate
+from llmops.tabular.pipeline import holdout
 
 
 class HoldoutScorer:
@@ -27,11 +26,9 @@ class HoldoutScorer:
         self.settings = settings or get_settings()
         self.registry = registry or get_registry()
         pipeline = load_pipeline(str(self.settings.project_dir / spec.dataset), self.settings)
-        m = Medallion(pipeline.root(self.settings))
-        ts = training_set(m.paths["gold"], read(m.paths["labels"]))
-        self.holdout = split(ts, holdout=pipeline.holdout, seed=pipeline.seed).holdout
+        gold_version, self.holdout = holdout(pipeline, self.settings)
         self.name = str(spec.dataset)
-        self.version = f"gold-v{ts.gold_version}-{len(self.holdout)}-rows"
+        self.version = f"gold-v{gold_version}-{len(self.holdout)}-rows"
 
     def __call__(self, version: VersionInfo) -> dict[str, Any]:
         import mlflow.sklearn
@@ -39,5 +36,9 @@ class HoldoutScorer:
         model = mlflow.sklearn.load_model(str(self.registry.download(version.name,
                                                                      version.version)))
         scores = evaluate(model, self.holdout)
-        return {"id": f"holdout {self.version}", "run_id": None,
+        with Tracking(self.settings).run("tabular", f"gate evaluation {version.ref}",
+                                         tags={"llmops.model": version.ref}) as run:
+            run.log_batch(params={"model": version.ref, "holdout": self.version},
+                          metrics={f"holdout_{k}": v for k, v in scores.items()})
+        return {"id": f"holdout {self.version}", "run_id": run.run_id,
                 "summary": {k: {"mean": v, "failures": 0} for k, v in scores.items()}}

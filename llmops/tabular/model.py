@@ -75,6 +75,16 @@ def evaluate(model: Any, holdout: pd.DataFrame) -> dict[str, float]:
             "log_loss": float(log_loss(y, proba, labels=[0, 1]))}
 
 
+def requirements() -> list[str]:
+    """What a scikit-learn model of ours needs, pinned to this environment (named, not
+    inferred: inference loads the model in a subprocess and picks up whatever else this
+    process imported)."""
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("mlflow", "scikit-learn", "skops", "numpy",
+                                            "pandas", "scipy")]
+
+
 def register(reg: Registry, run: RunLog, name: str, model: Any, ts: TrainingSet,
              metrics: dict[str, float], info: dict[str, Any]) -> tuple[VersionInfo, bool]:
     """`tabular.<name>` as an MLflow sklearn model, with its lineage as tags."""
@@ -93,7 +103,7 @@ def register(reg: Registry, run: RunLog, name: str, model: Any, ts: TrainingSet,
         sample = ts.frame[FEATURES].head(5)
         mlflow.sklearn.save_model(model, str(model_dir),
                                   signature=infer_signature(sample, model.predict(sample)),
-                                  input_example=sample)
+                                  input_example=sample, pip_requirements=requirements())
         return reg.register(f"tabular.{name}", model_dir, content_hash=content_hash, run=run,
                             tags=tags, description=f"{name}: trained on gold version "
                                                    f"{ts.gold_version} ({len(ts.frame)} rows)")

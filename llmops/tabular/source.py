@@ -42,9 +42,14 @@ FEATURES = ["mean_radius", "mean_texture", "mean_perimeter", "mean_area",
             "worst_concave_points", "worst_symmetry", "worst_fractal_dimension"]
 
 
-def daily_batches(days: int = 10, *, seed: int = 0) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+def daily_batches(days: int = 10, *, seed: int = 0, shift_from: int | None = None,
+                  shift_scale: float = 1.0, shift_features: tuple[str, ...] = ()
+                  ) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
     """`days` batches of (feature rows, labels): each entity is measured on one day and its
-    label becomes known 1-5 days later (labels of a day are those known that day)."""
+    label becomes known 1-5 days later (labels of a day are those known that day).
+
+    A drift to watch for: from day `shift_from` on, `shift_features` read `shift_scale`
+    times their value (an instrument recalibrated); the labels do not change."""
     frame = reference_frame()
     rng = np.random.default_rng(seed)
     day = rng.integers(0, days, len(frame))
@@ -59,6 +64,8 @@ def daily_batches(days: int = 10, *, seed: int = 0) -> list[tuple[pd.DataFrame, 
     for d in range(days):
         lo, hi = START + timedelta(days=d), START + timedelta(days=d + 1)
         f = features[(features.event_time >= lo) & (features.event_time < hi)]
+        if shift_from is not None and d >= shift_from and shift_features:
+            f = f.assign(**{c: f[c] * shift_scale for c in shift_features})
         lab = labels[(labels.label_time >= lo) & (labels.label_time < hi)]
         out.append((f.reset_index(drop=True), lab.reset_index(drop=True)))
     return out

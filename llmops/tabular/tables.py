@@ -71,11 +71,11 @@ def consumed(path: Path) -> int:
 
 
 def append(path: Path, frame: pd.DataFrame, *, upstream: int | None = None,
-           operation: str = "") -> int:
+           operation: str = "", meta: dict[str, str] | None = None) -> int:
     """Append rows in one commit (its metadata names the upstream version); the version."""
     from deltalake import CommitProperties, write_deltalake
 
-    meta = {"llmops.operation": operation}
+    meta = {"llmops.operation": operation, **(meta or {})}
     if upstream is not None:
         meta[CONSUMED] = str(upstream)
     # a non-default index would become a column of its own
@@ -138,25 +138,15 @@ class Medallion:
         return RefreshReport(head, added, bad, gold_added,
                              {k: version_of(p) for k, p in self.paths.items()})
 
-    def _new_rows(self, path: Path, since: int, head: int) -> pd.DataFrame:
-        """The rows appended to `path` after version `since`, up to `head`."""
-        before = set() if since < 0 else set(_files(path, since))
-        new = [f for f in _files(path, head) if f not in before]
-        if not new:
-            return pd.DataFrame()
-        import pyarrow.parquet as pq
-
-        return pq.read_table(new).to_pandas()
-
     def _silver(self, head: int) -> tuple[int, int]:
         silver, quarantine = self.paths["silver"], self.paths["quarantine"]
         since, q_mark = consumed(silver), consumed(quarantine)
         # rows up to the quarantine's own mark were quarantined by a refresh that was
         # killed before silver committed: checked again, not quarantined twice
         order = ["_ingested_at", "_row"]  # as the batches came, whatever the files' order
-        rows = self._new_rows(self.paths["bronze"], since, head)
+        rows = new_rows(self.paths["bronze"], since, head)
         rows = rows.sort_values(order).reset_index(drop=True) if len(rows) else rows
-        fresh = self._new_rows(self.paths["bronze"], max(since, q_mark), head)
+        fresh = new_rows(self.paths["bronze"], max(since, q_mark), head)
         rows = rows.assign(_new=rows["_ingested_at"].isin(set(fresh["_ingested_at"]))
                            if len(fresh) else False) if len(rows) else rows
         known = read(silver)
@@ -175,11 +165,26 @@ class Medallion:
 
     def _gold(self, silver_head: int) -> int:
         gold = self.paths["gold"]
-        rows = self._new_rows(self.paths["silver"], consumed(gold), silver_head)
+        rows = new_rows(self.paths["silver"], consumed(gold), silver_head)
         features = rows[KEY + FEATURES] if len(rows) else _empty_silver()
         append(gold, features.sort_values(KEY).reset_index(drop=True), upstream=silver_head,
                operation="features")
         return len(features)
+
+
+def new_rows(path: Path, since: int, head: int) -> pd.DataFrame:
+    """The rows appended to `path` after version `since` (-1: from the start), up to `head`."""
+    before = set() if since < 0 else set(_files(path, since))
+    new = [f for f in _files(path, head) if f not in before]
+    if not new:  # nothing new: no rows, the table's columns
+        import pyarrow as pa
+        from deltalake import DeltaTable
+
+        return pa.schema(DeltaTable(str(path), version=head).schema().to_arrow()
+                         ).empty_table().to_pandas()
+    import pyarrow.parquet as pq
+
+    return pq.read_table(new).to_pandas()
 
 
 def _files(path: Path, version: int) -> list[str]:
