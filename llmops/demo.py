@@ -8,7 +8,10 @@ question with the local SmolLM2 model, with its sources and lineage. Then it
 logs the A/B candidate (the chain with prompt.qa_brief) to staging, evaluates
 it and runs its gate as a dry run. Then it trains the house-style LoRA adapter
 (`finetune/house_style.yaml`; `--no-finetune` skips it), stages it and the
-chain that uses it as the A/B candidate, with its dry-run gate. Then it
+chain that uses it as the A/B candidate, with its dry-run gate. Then the
+tabular loop (`tabular/cancer.yaml`; `--no-tabular` skips it): daily batches
+into Delta feature tables, training, the gate, batch inference, and a drift
+check per new day whose alert retrains and gates. Then it
 serves the gateway on the reference routes (both variants of `rag-qa` live)
 and prints the URL, a client and a reviewer key and a curl line; `--smoke`
 instead sends a few chats and votes through it and exits 0.
@@ -17,6 +20,7 @@ Every step is idempotent: a second run changes nothing it need not.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,6 +120,67 @@ def _finetune_step(reg: Any, rag: Any) -> None:
         _gate("adapter.house_style", r.version, dry_run=True)
 
 
+def _tabular_step(reg: Any) -> None:
+    """The tabular loop on tabular/cancer.yaml: the first six days into the feature
+    tables, train, gate to production, batch inference; then day by day, each batch's
+    drift through the monitor's alert rules (day 8 is shifted: its alert retrains and
+    gates), and the production model scores the newest batch."""
+    from llmops.config import get_settings
+    from llmops.eval.gates import run_gate
+    from llmops.tabular.cli import DRIFT_SINKS
+    from llmops.tabular.config import load_pipeline
+    from llmops.tabular.pipeline import drift, infer, medallion, refresh, train
+
+    settings = get_settings()
+    spec = load_pipeline("cancer", settings)
+    days = spec.source.days
+    name = spec.registered_name
+
+    def ingest(day: int) -> None:
+        _, r = refresh(spec, settings, day=day)
+        typer.echo(f"   day {day}: {r.silver_rows} rows into silver, {r.quarantined} "
+                   f"quarantined, {r.gold_rows} into gold (gold version {r.versions['gold']})")
+
+    def score() -> None:
+        s = infer(spec, settings, reg, ref="production")
+        typer.echo(f"   batch-infer {s.model}: " + (
+            f"gold version {s.gold_version} scored already" if s.skipped else
+            f"{s.rows} rows of gold version {s.gold_version} into predictions "
+            f"(version {s.table_version}, {s.seconds:.1f} s)"))
+
+    done = len(medallion(spec, settings).ingested())
+    logging.getLogger("llmops.monitor").setLevel(logging.ERROR)  # the demo prints its own
+    with _step(f"10. tabular: {name} from Delta feature tables: refresh, train, gate, "
+               "batch-infer; drift alerts retrain"):
+        if done >= days:
+            typer.echo(f"   all {days} days of the stream are in bronze and gold; production is "
+                       f"{name}/{_aliases(reg, name).get('production')}")
+            score()
+            return
+        first = 6
+        for day in range(done, first):
+            ingest(day)
+        if not reg.exists(name) or "production" not in _aliases(reg, name):
+            t = train(spec, settings, reg)
+            typer.echo(f"   train: {t.ref} on gold version {t.gold_version} ({t.rows} rows, "
+                       f"C={t.info['best_params']['clf__C']}): " + ", ".join(
+                           f"{k} {v:.3f}" for k, v in t.metrics.items()))
+            run_gate(name, candidate="staging").echo(indent="   ")
+        score()
+        for day in range(max(done, first), days):
+            ingest(day)
+            check = drift(spec, settings, reg, ref="production")
+            typer.echo(f"     drift against {check.model}: {len(check.drifted)} of "
+                       f"{len(check.features)} features" + "".join(
+                           f"; {d.feature} PSI {d.psi:.2f}" for d in check.drifted))
+            lines = [line for sink in DRIFT_SINKS for line in sink(spec.name, check)]
+            for line in lines:
+                typer.echo("   " + line)
+            if check.drifted and not lines:
+                typer.echo("       (its alert is open already: no second trigger)")
+        score()
+
+
 def demo(
     question: str = typer.Option(QUESTION, "--question", "-q", help="what to ask"),
     max_tokens: int = typer.Option(120, "--max-tokens", help="cap on the answer, tokens"),
@@ -126,6 +191,8 @@ def demo(
     finetune: bool = typer.Option(
         True, "--finetune/--no-finetune", help="fine-tune the house-style adapter (a few CPU "
         "steps, under two minutes) and stage chain.rag_qa with it as the A/B candidate"),
+    tabular: bool = typer.Option(
+        True, "--tabular/--no-tabular", help="run the tabular loop (tabular/cancer.yaml)"),
 ) -> None:
     """Run the main job end to end on the embedded defaults."""
     import llmops.chains as chains
@@ -209,6 +276,8 @@ def demo(
 
     if finetune:
         _finetune_step(reg, rag)
+    if tabular:
+        _tabular_step(reg)
 
     typer.echo("\nTry: llmops index query \"what is a generator\"; llmops prompts list; "
                "llmops registry history chain.rag_qa")

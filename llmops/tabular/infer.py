@@ -133,14 +133,14 @@ def batch_infer(m: Medallion, *, name: str, version: int, model_dir: Path,
         predictions = predict_spark(model_dir, frame, master=spark_master)
     else:
         predictions = predict_pandas(model_dir, frame)
+    keys = frame[KEY].reset_index(drop=True)  # as Series: their dtypes stay (no objects)
     out = pd.DataFrame({
-        "entity_id": frame["entity_id"].astype("string").to_numpy(),
-        "event_time": frame["event_time"].to_numpy(),
+        "entity_id": keys["entity_id"].astype("string"),
+        "event_time": keys["event_time"],
         "prediction": predictions,
         "model": model.split("/")[0], "model_version": np.int64(version),
         "gold_version": np.int64(gold_v), "engine": engine,
         "scored_at": pd.Timestamp.now(tz="UTC")})
-    out = out.sort_values(KEY, kind="stable").reset_index(drop=True)
     table_version = append(target, out, operation=f"batch-infer {mark}",
                            meta={SCORED: mark})
     return Scored(model, gold_v, scope, engine, len(out), table_version,

@@ -85,12 +85,22 @@ def requirements() -> list[str]:
                                             "pandas", "scipy")]
 
 
-def register(reg: Registry, run: RunLog, name: str, model: Any, ts: TrainingSet,
-             metrics: dict[str, float], info: dict[str, Any]) -> tuple[VersionInfo, bool]:
-    """`tabular.<name>` as an MLflow sklearn model, with its lineage as tags."""
+def save(model: Any, model_dir: Path, frame: pd.DataFrame) -> Path:
+    """`model` as an MLflow sklearn model in `model_dir` (signature and example from
+    the first rows of `frame`)."""
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
+    sample = frame[FEATURES].head(5)
+    mlflow.sklearn.save_model(model, str(model_dir),
+                              signature=infer_signature(sample, model.predict(sample)),
+                              input_example=sample, pip_requirements=requirements())
+    return model_dir
+
+
+def register(reg: Registry, run: RunLog, name: str, model: Any, ts: TrainingSet,
+             metrics: dict[str, float], info: dict[str, Any]) -> tuple[VersionInfo, bool]:
+    """`tabular.<name>` as an MLflow sklearn model, with its lineage as tags."""
     params = json.dumps(info["best_params"], sort_keys=True)
     content_hash = hashlib.sha256(
         f"{ts.digest}\0{ts.gold_version}\0{params}".encode()).hexdigest()
@@ -99,11 +109,7 @@ def register(reg: Registry, run: RunLog, name: str, model: Any, ts: TrainingSet,
             "lineage.training_run": run.run_id, "tabular.params": params,
             **{f"tabular.{k}": f"{v:.4f}" for k, v in metrics.items()}}
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(tmp) / "model"
-        sample = ts.frame[FEATURES].head(5)
-        mlflow.sklearn.save_model(model, str(model_dir),
-                                  signature=infer_signature(sample, model.predict(sample)),
-                                  input_example=sample, pip_requirements=requirements())
+        model_dir = save(model, Path(tmp) / "model", ts.frame)
         return reg.register(f"tabular.{name}", model_dir, content_hash=content_hash, run=run,
                             tags=tags, description=f"{name}: trained on gold version "
                                                    f"{ts.gold_version} ({len(ts.frame)} rows)")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -31,40 +32,51 @@ CONSUMED = "llmops.consumed"  # commit metadata: the upstream version this commi
 LAYERS = ("bronze", "silver", "quarantine", "gold", "labels")
 
 
-def version_of(path: Path) -> int | None:
-    """The table's newest version, or None if it does not exist yet."""
+# A checkpoint every 10 commits: opening a table replays at most 10 commit files after
+# the newest checkpoint, so a refresh costs the same on a table of 10 days or of 1,000.
+TABLE_CONFIG = {"delta.checkpointInterval": "10"}
+
+
+def _table(path: Path, version: int | None = None) -> Any:
+    """The Delta table at `path` (at `version`), or None if it does not exist yet."""
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
     try:
-        return int(DeltaTable(str(path)).version())
+        return DeltaTable(str(path), version=version)
     except TableNotFoundError:
         return None
 
 
-def read(path: Path, version: int | None = None) -> pd.DataFrame:
-    """The table at `version` (default: newest) as a DataFrame; empty if it does not exist."""
+def version_of(path: Path) -> int | None:
+    """The table's newest version, or None if it does not exist yet."""
+    dt = _table(path)
+    return None if dt is None else int(dt.version())
+
+
+def read(path: Path, version: int | None = None, *, columns: list[str] | None = None
+         ) -> pd.DataFrame:
+    """The table at `version` (default: newest) as a DataFrame; empty if it does not exist.
+    `columns`: only these (a narrow read of a wide table)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from deltalake import DeltaTable
 
-    if version_of(path) is None:
+    dt = _table(path, version)
+    if dt is None:
         return pd.DataFrame()
-    dt = DeltaTable(str(path), version=version)
     schema = pa.schema(dt.schema().to_arrow())  # deltalake's arro3 schema, as pyarrow's
     files = dt.file_uris()
+    if columns is not None:
+        schema = pa.schema([schema.field(c) for c in columns])
     if not files:
         return schema.empty_table().to_pandas()
-    return pq.read_table(files, schema=schema).to_pandas()
+    return pq.read_table(files, schema=schema, columns=columns).to_pandas()
 
 
 def consumed(path: Path) -> int:
     """The upstream version the table's newest commit consumed (-1: none yet)."""
-    from deltalake import DeltaTable
-
-    if version_of(path) is None:
-        return -1
-    for commit in DeltaTable(str(path)).history(1):
+    dt = _table(path)
+    for commit in dt.history(1) if dt is not None else []:
         if CONSUMED in commit:
             return int(commit[CONSUMED])
     return -1
@@ -78,12 +90,17 @@ def append(path: Path, frame: pd.DataFrame, *, upstream: int | None = None,
     meta = {"llmops.operation": operation, **(meta or {})}
     if upstream is not None:
         meta[CONSUMED] = str(upstream)
+    dt = _table(path)
     # a non-default index would become a column of its own
-    write_deltalake(str(path), frame.reset_index(drop=True), mode="append",
+    write_deltalake(str(path) if dt is None else dt, frame.reset_index(drop=True),
+                    mode="append", configuration=TABLE_CONFIG if dt is None else None,
                     commit_properties=CommitProperties(custom_metadata=meta))
-    v = version_of(path)
-    assert v is not None
-    return v
+    if dt is None:
+        v = version_of(path)
+        assert v is not None
+        return v
+    dt.update_incremental()
+    return int(dt.version())
 
 
 @dataclass
@@ -149,7 +166,14 @@ class Medallion:
         fresh = new_rows(self.paths["bronze"], max(since, q_mark), head)
         rows = rows.assign(_new=rows["_ingested_at"].isin(set(fresh["_ingested_at"]))
                            if len(fresh) else False) if len(rows) else rows
-        known = read(silver)
+        # duplicates across batches: the keys of silver's files whose times overlap the
+        # batch's (the files' statistics in the Delta log), of the batch's entities
+        times = pd.to_datetime(rows["event_time"], utc=True, errors="coerce", format="ISO8601"
+                               ) if "event_time" in rows else pd.Series([], dtype=object)
+        known = keys_between(silver, times.min(), times.max()) if times.notna().any() \
+            else pd.DataFrame()
+        if len(known) and "entity_id" in rows:
+            known = known[known["entity_id"].isin(rows["entity_id"].dropna().astype(str))]
         seen = set(zip(known["entity_id"], known["event_time"], strict=True)) if len(
             known) else set()
         good, bad = check(rows.drop(columns=["_source", "_ingested_at", "_row"], errors="ignore")
@@ -172,6 +196,33 @@ class Medallion:
         return len(features)
 
 
+def keys_between(path: Path, lo: pd.Timestamp, hi: pd.Timestamp) -> pd.DataFrame:
+    """The keys (entity_id, event_time) of the table's files whose event times may fall in
+    [lo, hi]: files are picked by the min and max the Delta log keeps for each (widened by
+    a second: the log's times are in milliseconds), so the read grows with the batch, not
+    the table. A file without statistics is always read."""
+    from urllib.parse import unquote
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    dt = _table(path)
+    if dt is None:
+        return pd.DataFrame(columns=KEY)
+    actions = pa.table(dt.get_add_actions(flatten=True)).to_pandas()
+    if actions.empty:
+        return pd.DataFrame(columns=KEY)
+    pad = pd.Timedelta(seconds=1)
+    low, high = actions.get("min.event_time"), actions.get("max.event_time")
+    keep = pd.Series(True, index=actions.index)
+    if low is not None and high is not None:
+        keep = low.isna() | high.isna() | ((low <= hi + pad) & (high >= lo - pad))
+    files = [str(path / unquote(p)) for p in actions.loc[keep, "path"]]
+    if not files:
+        return pd.DataFrame(columns=KEY)
+    return pq.read_table(files, columns=KEY).to_pandas()
+
+
 def new_rows(path: Path, since: int, head: int) -> pd.DataFrame:
     """The rows appended to `path` after version `since` (-1: from the start), up to `head`."""
     before = set() if since < 0 else set(_files(path, since))
@@ -188,9 +239,7 @@ def new_rows(path: Path, since: int, head: int) -> pd.DataFrame:
 
 
 def _files(path: Path, version: int) -> list[str]:
-    from deltalake import DeltaTable
-
-    return list(DeltaTable(str(path), version=version).file_uris())
+    return list(_table(path, version).file_uris())
 
 
 def _empty_silver() -> pd.DataFrame:

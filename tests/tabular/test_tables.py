@@ -114,3 +114,63 @@ def test_time_travel_rebuilds_an_earlier_training_set_byte_for_byte(
     assert later.gold_version == 2 and len(later.frame) > len(first.frame)
     again = training_set(medallion.paths["gold"], labels, version=first.gold_version)
     assert again.digest == first.digest and again.frame.equals(first.frame)
+
+
+def test_a_row_sent_again_in_a_later_batch_is_quarantined_as_a_duplicate(
+        medallion: Medallion) -> None:
+    (day0, _), (day1, _), (day2, _) = daily_batches(days=3, seed=6)
+    for day, batch in enumerate((day0, day1)):
+        medallion.ingest(batch, source=f"day-{day}")
+        medallion.refresh()
+    # day 2 carries again a row of day 0 (an old file: only its statistics say so)
+    # and a row of day 1 with its time a millisecond later (a new key: not a duplicate)
+    resent = day0.iloc[[3]]
+    later = day1.iloc[[0]].assign(event_time=day1.iloc[0]["event_time"]
+                                  + pd.Timedelta(milliseconds=1))
+    medallion.ingest(pd.concat([day2, resent, later]), source="day-2")
+    report = medallion.refresh()
+    assert (report.silver_rows, report.quarantined) == (len(day2) + 1, 1)
+    (reason,) = read(medallion.paths["quarantine"])["reasons"]
+    assert reason == "duplicate key: already in silver"
+    assert len(read(medallion.paths["gold"])) == len(day0) + len(day1) + len(day2) + 1
+
+
+KILLED = """
+import os, signal, sys
+from pathlib import Path
+from llmops.tabular import tables
+from llmops.tabular.source import daily_batches
+m = tables.Medallion(Path(sys.argv[1]))
+batches = daily_batches(days=3, seed=7)
+m.ingest(batches[0][0], source="day-0")
+m.refresh()
+m.ingest(batches[1][0], source="day-1")
+real = tables.append
+def append(path, frame, **kw):
+    if path == m.paths[sys.argv[2]]:
+        os.kill(os.getpid(), signal.SIGKILL)  # the process dies before this commit
+    return real(path, frame, **kw)
+tables.append = append
+m.refresh()
+"""
+
+
+@pytest.mark.parametrize("dies_at", ["silver", "gold"])
+def test_a_refresh_killed_by_sigkill_leaves_complete_versions_and_the_next_completes(
+        medallion: Medallion, dies_at: str) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", KILLED, str(medallion.root), dies_at],
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    (day0, _), (day1, _), _ = daily_batches(days=3, seed=7)
+    assert len(read(medallion.paths["gold"])) == len(day0)  # the previous version, whole
+    assert len(read(medallion.paths["silver"])) == len(day0) + (len(day1) if dies_at == "gold"
+                                                                else 0)
+    report = medallion.refresh()
+    assert report.gold_rows == len(day1)
+    gold = read(medallion.paths["gold"])
+    assert len(gold) == len(day0) + len(day1) and not gold[["entity_id", "event_time"]
+                                                           ].duplicated().any()
