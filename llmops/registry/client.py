@@ -6,9 +6,11 @@
   the registered model (`llmops.audit.NNNNNN`), so the audit travels with the
   registry whatever its backend.
 
-Writes to one registered model are serialized by a file lock under
-`LLMOPS_HOME/locks`: exact on one host (the embedded default); with a shared
-MLflow server, run promotions from one place (CI), as the gates do.
+Writes to one registered model are serialized by a lock: a file lock under
+`LLMOPS_HOME/locks` on one host (the embedded default), or, when the settings name a
+PostgreSQL database (`lock_url`, or the registry's or the log's), an advisory lock
+there, which holds across hosts (`llmops.locks`). After a move the alias is read back;
+audit records have unique keys, so no record overwrites another.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -50,6 +53,7 @@ from llmops.registry.runs import RunLog, Tracking, git_commit
 _thread_locks: dict[str, threading.RLock] = {}
 _thread_locks_guard = threading.Lock()
 _file_locks: dict[str, FileLock] = {}
+_held = threading.local()  # per thread: registered model name -> re-entry depth
 
 
 def actor() -> str:
@@ -70,15 +74,39 @@ class Registry(Tracking):
     # -- locking -----------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
-        """Serialize writes to one registered model across threads and processes (reentrant)."""
-        path = str(self.settings.ensure_home() / "locks" / f"registry-{name}.lock")
+        """Serialize writes to one registered model across threads and processes
+        (reentrant): a PostgreSQL advisory lock when the settings name a PostgreSQL
+        database (`llmops.locks`: across hosts), else a file lock under HOME (one host)."""
         with _thread_locks_guard:
             tlock = _thread_locks.setdefault(name, threading.RLock())
+        with tlock:
+            depth = _held.__dict__.setdefault(name, 0)
+            if depth:  # this thread holds it already
+                _held.__dict__[name] = depth + 1
+                try:
+                    yield
+                finally:
+                    _held.__dict__[name] -= 1
+                return
+            _held.__dict__[name] = 1
+            try:
+                with self._process_lock(name):
+                    yield
+            finally:
+                _held.__dict__[name] = 0
+
+    def _process_lock(self, name: str) -> contextlib.AbstractContextManager[Any]:
+        url = self.settings.lock_database_url
+        if url is not None:
+            from llmops.locks import advisory_lock
+
+            return advisory_lock(url, f"registry:{name}", timeout=120)
+        path = str(self.settings.ensure_home() / "locks" / f"registry-{name}.lock")
+        with _thread_locks_guard:
             # One FileLock per file: it counts re-entries; a second instance on the
             # same file would wait for the first, in the same thread, forever.
             flock = _file_locks.setdefault(path, FileLock(path, timeout=120))
-        with tlock, flock:
-            yield
+        return flock
 
     # -- versions ------------------------------------------------------------------
     def _info(self, mv: Any, aliases: Mapping[str, int] | None = None) -> VersionInfo:
@@ -274,6 +302,11 @@ class Registry(Tracking):
                     f"{name}@{alias} is {_v(current)}, not {_v(expect)} as expected; nothing changed"
                 )
             self.client.set_registered_model_alias(name, alias, str(version))
+            now = self._aliases(name).get(alias)
+            if now != version:  # a writer that does not take our lock moved it meanwhile
+                raise AliasConflictError(
+                    f"{name}@{alias} is {_v(now)} right after it was set to {version}: "
+                    "another writer moved it; check `llmops registry history`")
             return self._audit(name, "move", alias, current, version, reason, who)
 
     def delete_alias(
@@ -314,8 +347,10 @@ class Registry(Tracking):
             actor=who or actor(), at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             reason=reason[:2000],
         )
+        # the key is unique even if two writers ever computed the same number (a writer
+        # without our lock): both records are kept, side by side, not one overwritten
         self.client.set_registered_model_tag(
-            name, f"{AUDIT_PREFIX}{seq:06d}", json.dumps(record.to_dict())
+            name, f"{AUDIT_PREFIX}{seq:06d}.{uuid.uuid4().hex[:8]}", json.dumps(record.to_dict())
         )
         return record
 
@@ -324,7 +359,7 @@ class Registry(Tracking):
         tags = self._registered(name).tags or {}
         records = [AuditRecord.from_dict(json.loads(value))
                    for key, value in tags.items() if key.startswith(AUDIT_PREFIX)]
-        return sorted(records, key=lambda r: r.seq)
+        return sorted(records, key=lambda r: (r.seq, r.at))
 
 
 def _v(version: int | Any | None) -> str:
