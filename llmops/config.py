@@ -57,6 +57,9 @@ class GatewaySettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     refresh_interval_s: float = Field(30.0, gt=0, description="alias cache refresh, seconds")
+    redis_url: str | None = Field(
+        None, description="Redis (redis://host:6379/0): rate limits and per-key concurrency "
+        "held across every gateway replica (default: per process)")
     max_body_bytes: int = Field(1_000_000, gt=0, description="request body cap, bytes")
     dev_key: bool = Field(
         False, description="print a fresh admin key at start-up (dev profile only; refused "

@@ -58,7 +58,9 @@ class Slot:
         limits = plan.endpoint.limits
         self.limit, self.per_key = limits.max_concurrency, limits.per_key
         self.key = (plan.endpoint_name, plan.key_id)
+        self.timeout_s = plan.endpoint.limits.timeout_s
         self.held = False
+        self.token = ""  # of the slot in Redis, if any
 
     def __enter__(self) -> Slot:
         gw = self.gw
@@ -79,7 +81,27 @@ class Slot:
         self.held = True
         return self
 
+    async def shared(self) -> None:
+        """With Redis (`gateway.redis_url`): the key's slot among every replica's, or 429
+        (this replica's slot is given back)."""
+        limits = self.gw.shared
+        if limits is None:
+            return
+        ttl = self.timeout_s + 30  # a replica that died holding it: lapses by then
+        token = await limits.hold(self.name, self.key[1], self.per_key, ttl)
+        if token is None:
+            self.__exit__()
+            raise KeyBusyError(f"key {self.key[1]} has {self.per_key} requests in flight on "
+                               f"endpoint {self.name!r} across the gateway's replicas, its "
+                               "most at once; retry when one has finished",
+                               headers={"Retry-After": "1"})
+        self.token = token
+
     def __exit__(self, *exc: object) -> None:
+        if self.token:
+            token, self.token = self.token, ""
+            assert self.gw.shared is not None
+            self.gw.spawn(self.gw.shared.release(self.name, self.key[1], token))
         if self.held:
             self.held = False
             gw = self.gw
@@ -95,7 +117,8 @@ class Slot:
 async def answer(gw: Gateway, p: Plan) -> Outcome:
     """Run the plan (with fallback), commit its row, start its shadow; the outcome to return."""
     rec = Recorder(gw)
-    with Slot(gw, p):
+    with Slot(gw, p) as slot:
+        await slot.shared()
         try:
             result = await _invoke_with_fallback(gw, p, rec)
         except LlmopsError as exc:

@@ -24,6 +24,21 @@ from llmops.serving.routes import admin, chat, feedback, health, models, review,
 from llmops.serving.spec import RoutesSpec, load_routes
 from llmops.store import Store
 
+WORKER_OPTIONS = "LLMOPS_SERVE_WORKER_OPTIONS"  # what a process of `serve --workers` builds
+
+
+def worker_app() -> FastAPI:
+    """The app of one process of `llmops serve --workers N`: uvicorn's supervisor imports
+    this in each worker; the options come from the parent (`WORKER_OPTIONS`)."""
+    import json
+    import os
+
+    opts = json.loads(os.environ[WORKER_OPTIONS])
+    return create_app(routes=Path(opts["routes"]) if opts["routes"] else None,
+                      options=GatewayOptions(log_requests=opts["log_requests"],
+                                             drain_s=opts["drain_s"], threads=opts["threads"],
+                                             freeze_gc=True))
+
 
 def create_app(
     *, settings: Settings | None = None, routes: RoutesSpec | Path | None = None,

@@ -13,7 +13,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -46,6 +46,10 @@ def serve(
     threads: int = typer.Option(
         16, "--threads", help="threads for the blocking steps of chains (retrieval, a local "
         "model); a remote LLM is awaited and holds none"),
+    workers: int = typer.Option(
+        1, "--workers", min=1, max=64, help="gateway processes on the one port (uvicorn's "
+        "supervisor restarts one that dies); set gateway.redis_url so that rate limits "
+        "and per-key caps hold across them"),
 ) -> None:
     """Serve the endpoints of routes.yaml on OpenAI's API until SIGINT/SIGTERM."""
     import uvicorn
@@ -71,6 +75,11 @@ def serve(
                    "make one with `llmops keys create --role client --name NAME`", err=True)
     host = host or settings.gateway.host
     port = port or settings.gateway.port
+    if workers > 1:
+        store.close()
+        _serve_workers(settings, host, port, workers, routes=routes, no_log=no_log,
+                       access_log=access_log, drain_s=drain_s, threads=threads)
+        return
     app = create_app(settings=settings, routes=routes, store=store,
                      options=GatewayOptions(log_requests=not no_log, drain_s=drain_s,
                                              threads=threads, freeze_gc=True))
@@ -88,6 +97,32 @@ def serve(
                             timeout_graceful_shutdown=max(1, int(drain_s * 2 / 3)),
                             loop="auto", http="auto")
     Server(config).run()
+
+
+def _serve_workers(settings: Any, host: str, port: int, workers: int, *, routes: Path | None,
+                   no_log: bool, access_log: bool, drain_s: float, threads: int) -> None:
+    """`workers` gateway processes under uvicorn's supervisor, sharing one socket; each
+    builds its own gateway (`app.worker_app`) from what this process passes in the
+    environment (settings' profile and project, and the serve options)."""
+    import os
+
+    import uvicorn
+
+    from llmops.serving.app import WORKER_OPTIONS
+
+    if settings.gateway.redis_url is None:
+        typer.echo(f"{workers} workers without gateway.redis_url: rate limits and per-key "
+                   "caps hold per process (each worker allows the full limit)", err=True)
+    os.environ.update({
+        "LLMOPS_PROFILE": settings.profile, "LLMOPS_PROJECT_DIR": str(settings.project_dir),
+        WORKER_OPTIONS: json.dumps({"routes": str(routes) if routes else None,
+                                    "log_requests": not no_log, "drain_s": drain_s,
+                                    "threads": threads})})
+    typer.echo(f"llmops gateway on http://{host}:{port}/v1 (profile {settings.profile}, "
+               f"{workers} workers)")
+    uvicorn.run("llmops.serving.app:worker_app", factory=True, host=host, port=port,
+                workers=workers, log_level="info", access_log=access_log,
+                timeout_graceful_shutdown=max(1, int(drain_s * 2 / 3)))
 
 
 def _stamp() -> str:

@@ -112,7 +112,9 @@ class KeyGate:
             return
         if rule.rate_limited and key.role not in UNLIMITED_ROLES:
             limiter = self.gw.limiter
-            wait = limiter.acquire(key.id)
+            shared = self.gw.shared
+            wait = (await shared.take("rate", key.id, limiter) if shared is not None
+                    else limiter.acquire(key.id))
             if wait is not None:
                 after = RateLimiter.retry_after(wait)
                 await _refuse(send, 429, f"rate limit of {limiter.rate:g} requests/s (burst "
@@ -145,7 +147,9 @@ class KeyGate:
                 found = signed[0], session.csrf_token(signed[1], cookie)
         if found is not None:
             return found
-        wait = self.failures.acquire(address)
+        shared = self.gw.shared
+        wait = (await shared.take("auth", address, self.failures) if shared is not None
+                else self.failures.acquire(address))
         if wait is not None:
             after = RateLimiter.retry_after(wait)
             await _refuse(send, 429, "too many failed authentications from this address; "

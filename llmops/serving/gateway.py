@@ -26,6 +26,7 @@ from llmops.serving.limits import RateLimiter
 from llmops.serving.metrics import Metrics
 from llmops.serving.router import AliasCache
 from llmops.serving.session import SessionCache
+from llmops.serving.shared_limits import SharedLimits
 from llmops.serving.spec import RoutesSpec
 from llmops.store import Store
 
@@ -68,6 +69,9 @@ class Gateway:
         self.limiter = RateLimiter(rl.requests_per_s, rl.burst)
         # failed authentications per client address (the gate, and /signin)
         self.auth_failures = RateLimiter(rl.auth_failures_per_s, rl.auth_failure_burst)
+        # with Redis, the limits hold across every replica (`shared_limits.py`)
+        self.shared: SharedLimits | None = (SharedLimits(gs.redis_url) if gs.redis_url
+                                            else None)
         self.sessions = SessionCache(self.store.key_by_id, ttl_s=gs.refresh_interval_s)
         self.pool = ThreadPoolExecutor(self.options.threads, thread_name_prefix="llmops-chain")
         # key look-ups on a cache miss: their own threads, so a flood of unknown keys
@@ -186,6 +190,8 @@ class Gateway:
             log.error("shutdown: %d log writes were not committed within the drain time",
                       self.store.pending)
         await llm.aclose()  # the upstream connections of this loop
+        if self.shared is not None:
+            await self.shared.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.key_pool.shutdown(wait=False, cancel_futures=True)
 

@@ -140,6 +140,7 @@ async def start_stream(gw: Gateway, p: Plan) -> Stream:
     """
     rec = Recorder(gw)
     slot = Slot(gw, p).__enter__()
+    await slot.shared()
     try:
         pump, first = await _first_piece(gw, p, rec)
         await rec.stream_started(p)

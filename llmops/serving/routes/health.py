@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 from typing import Any
 
@@ -40,6 +42,9 @@ async def readyz(gw: GatewayDep) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+REPLICA = f"{socket.gethostname()}:{os.getpid()}"  # which process answered
+
+
 def _readiness(gw: Gateway, readable: bool) -> tuple[int, dict[str, Any]]:
     live = gw.cache.snapshot()
     missing = [ref for ref in gw.cache.refs if ref not in live]
@@ -53,6 +58,8 @@ def _readiness(gw: Gateway, readable: bool) -> tuple[int, dict[str, Any]]:
     }
     ready = all(checks.values())
     body: dict[str, Any] = {"status": "ready" if ready else "not ready", **checks,
+                            "replica": REPLICA,
+                            "limits": "redis (every replica)" if gw.shared else "this process",
                             "log_writer": {"alive": writer.alive, "pending": writer.pending,
                                            "max_pending": store.max_pending,
                                            "blocked_s": writer.blocked_s,
