@@ -192,3 +192,26 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'requests.db'}"
     return str(request.getfixturevalue("pg_url"))
+
+
+# -- servers of the scale path (tests/servers.py) ------------------------------------
+@pytest.fixture
+def chroma_server(tmp_path: Path) -> Iterator[int]:
+    """A real `chroma run` server on loopback; yields its port."""
+    from tests.servers import chroma
+
+    with chroma(tmp_path / "chroma-server") as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`mlflow server` on a PostgreSQL database of its own, artifacts served over HTTP;
+    yields its URL. Skips without PostgreSQL; mark its tests `postgres`."""
+    from tests.servers import mlflow_on_postgres
+
+    if not pg_available():
+        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
+    with mlflow_on_postgres(PG_URL, tmp_path_factory.mktemp("mlflow-server")) as url:
+        yield url
+

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,20 +50,19 @@ def test_an_advisory_lock_excludes_other_processes_and_dies_with_its_holder(pg: 
                               text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        with pytest.raises(LockTimeout, match=r"is held by database process \d+"):
-            with advisory_lock(pg, name, timeout=0):
-                pass
+        with (pytest.raises(LockTimeout, match=r"is held by database process \d+"),
+              advisory_lock(pg, name, timeout=0)):
+            pass
         started = time.monotonic()
-        with pytest.raises(LockTimeout, match="waited 0.3 s"):
-            with advisory_lock(pg, name, timeout=0.3):
-                pass
+        with (pytest.raises(LockTimeout, match=r"waited 0\.3 s"),
+              advisory_lock(pg, name, timeout=0.3)):
+            pass
         assert time.monotonic() - started >= 0.3
         os.kill(holder.pid, signal.SIGKILL)  # no unlock: the server frees it
         holder.wait(10)
-        with advisory_lock(pg, name, timeout=10):
-            with pytest.raises(LockTimeout):  # and now this process holds it
-                with advisory_lock(pg, name, timeout=0):
-                    pass
+        with (advisory_lock(pg, name, timeout=10),  # and now this process holds it
+              pytest.raises(LockTimeout), advisory_lock(pg, name, timeout=0)):
+            pass
     finally:
         holder.kill()
         holder.wait(10)
@@ -81,57 +78,6 @@ def test_the_lock_database_is_chosen_from_the_settings(tmp_path: Path) -> None:
         "postgresql://postgres@db/log"
     assert Settings(home=home, lock_url="postgresql://x@y/z",
                     tracking_uri=pg).lock_database_url == "postgresql://x@y/z"
-
-
-# -- an MLflow tracking server on PostgreSQL ---------------------------------------
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`mlflow server` on a fresh PostgreSQL database of its own, on loopback."""
-    import httpx
-    import sqlalchemy as sa
-
-    if not pg_available():
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
-    db = f"llmops_mlflow_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
-    backend = sa.make_url(PG_URL).set(database=db).render_as_string(hide_password=False)
-    port = _free_port()
-    artifacts = tmp_path_factory.mktemp("mlflow-artifacts")
-    log = (tmp_path_factory.mktemp("mlflow-log") / "server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
-         "--default-artifact-root", artifacts.as_uri(), "--host", "127.0.0.1",
-         "--port", str(port), "--workers", "1"], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                pytest.fail("mlflow server did not start: "
-                            + Path(log.name).read_text()[-3000:])
-            time.sleep(0.5)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(30)
-        log.close()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-        admin.dispose()
 
 
 PROMOTER = """
