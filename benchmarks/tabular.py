@@ -38,7 +38,8 @@ import pandas as pd
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
-from llmops.tabular.infer import batch_infer, predict_pandas, predict_spark, spark_session
+from llmops.spark import spark_session
+from llmops.tabular.infer import batch_infer, predict_pandas, predict_spark
 from llmops.tabular.model import fit, save
 from llmops.tabular.source import FEATURES, START, reference_frame
 from llmops.tabular.tables import Medallion, append, read

@@ -94,7 +94,13 @@ class TabularSettings(_Strict):
 
     engine: Literal["pandas", "spark"] = Field(
         "pandas", description="batch inference: pandas in process, or Spark (mlflow spark_udf)")
-    spark_master: str = Field("local[2]", description="Spark master URL when engine is spark")
+
+
+class SparkSettings(_Strict):
+    """Spark, for bulk work (`llmops/spark.py`): tabular batch inference, index embedding."""
+
+    master: str = Field("local[2]", description="local[N], spark://host:7077, yarn, k8s://...")
+    driver_memory: str = Field("2g", description="spark.driver.memory")
 
 
 class Settings(BaseSettings):
@@ -128,6 +134,7 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     tabular: TabularSettings = Field(default_factory=TabularSettings)
+    spark: SparkSettings = Field(default_factory=SparkSettings)
 
     @field_validator("home", mode="before")
     @classmethod

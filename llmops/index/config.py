@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -51,6 +51,9 @@ class IndexConfig(BaseModel):
         128, gt=0, description="chunks embedded and written per batch (progress granularity)"
     )
     embed_batch_size: int = Field(32, gt=0, description="sentences per forward pass of the model")
+    embed_engine: Literal["local", "spark"] = Field(
+        "local", description="embed in this process, or on Spark (`spark.master`; "
+        "llmops/index/spark_embed.py) for large corpora")
     sources: list[SourceConfig] = Field(default_factory=list, description="document sources")
 
     @model_validator(mode="after")

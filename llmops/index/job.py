@@ -63,6 +63,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from llmops.config import CONFIG_FILE, Settings, get_settings
 from llmops.errors import IndexStateError, SourceError, VectorStoreError
 from llmops.index.chunking import Chunk, chunk_documents
@@ -226,8 +228,10 @@ def _run(
         state.mark_dirty()
         _step("dirty")
     max_batch = store.client().get_max_batch_size()
+    spark = settings.spark if cfg.embed_engine == "spark" else None
     stats.embedded, stats.embed_s = _embed_and_upsert(
-        col, to_embed, model_ref, min(cfg.batch_size, max_batch), cfg.embed_batch_size, progress
+        col, to_embed, model_ref, min(cfg.batch_size, max_batch), cfg.embed_batch_size, progress,
+        spark=spark,
     )
     _step("written")
     for batch in _batches(to_update, max_batch):
@@ -300,8 +304,10 @@ def _embed_and_upsert(
     batch_size: int,
     embed_batch_size: int,
     progress: bool,
+    spark: Any = None,
 ) -> tuple[int, float]:
-    """Embed and upsert `chunks` in batches; returns (texts embedded, seconds in the model)."""
+    """Embed and upsert `chunks` in batches; returns (texts embedded, seconds in the model).
+    `spark` (the settings' `spark` section): every text embedded on Spark first."""
     if not chunks:
         return 0, 0.0
     from tqdm.auto import tqdm
@@ -309,22 +315,35 @@ def _embed_and_upsert(
     # Longest first, as sentence-transformers orders one call, so batches pad
     # least; equal texts side by side, so that each is embedded once.
     ordered = sorted(chunks, key=lambda c: (-len(c.embed_text), c.embed_text))
-    model = load_embedder(model_ref)
     embed_s = 0.0
     embedded = 0
+    bulk: dict[str, np.ndarray] = {}
+    if spark is not None:
+        from llmops.index.spark_embed import spark_encode
+
+        unique_all = list(dict.fromkeys(c.embed_text for c in ordered))
+        t = time.perf_counter()
+        vectors_all = spark_encode(unique_all, model_ref, batch_size=embed_batch_size,
+                                   master=spark.master, driver_memory=spark.driver_memory)
+        embed_s, embedded = time.perf_counter() - t, len(unique_all)
+        bulk = dict(zip(unique_all, vectors_all, strict=True))
+    model = load_embedder(model_ref) if spark is None else None
     with tqdm(
         total=len(ordered), desc=f"embedding {col.name}", unit="chunk", disable=not progress
     ) as bar:
         for n, batch in enumerate(_batches(ordered, batch_size), 1):
             texts = [c.embed_text for c in batch]
-            unique = list(dict.fromkeys(texts))
-            t = time.perf_counter()
-            vectors = encode(model, unique, embed_batch_size)
-            embed_s += time.perf_counter() - t
-            embedded += len(unique)
-            if len(unique) < len(texts):
-                row = {text: i for i, text in enumerate(unique)}
-                vectors = vectors[[row[text] for text in texts]]
+            if model is None:
+                vectors = np.stack([bulk[text] for text in texts])
+            else:
+                unique = list(dict.fromkeys(texts))
+                t = time.perf_counter()
+                vectors = encode(model, unique, embed_batch_size)
+                embed_s += time.perf_counter() - t
+                embedded += len(unique)
+                if len(unique) < len(texts):
+                    row = {text: i for i, text in enumerate(unique)}
+                    vectors = vectors[[row[text] for text in texts]]
             col.upsert(
                 ids=[c.id for c in batch],
                 embeddings=vectors,

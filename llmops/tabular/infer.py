@@ -4,7 +4,7 @@ Two engines give the same predictions:
 - `pandas` (the default): the model loaded once as an MLflow pyfunc and called on the
   whole frame, in this process;
 - `spark` (`tabular: {engine: spark}` in a profile): `mlflow.pyfunc.spark_udf` on a Spark
-  session (`spark_master`, `local[2]` by default), the model's own environment
+  session (`spark.master` in the settings, `local[2]` by default), the model's own environment
   (`env_manager="local"`), rows in and out through Arrow.
 
 What is scored: the rows the newest gold version added (the day's batch), or every row
@@ -17,8 +17,6 @@ model version over the same gold rows is scored once: a second run finds the com
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from llmops.errors import ConfigError
+from llmops.spark import spark_session
 from llmops.tabular.source import FEATURES, KEY
 from llmops.tabular.tables import Medallion, append, new_rows, read, version_of
 
@@ -68,24 +67,6 @@ def predict_pandas(model_dir: Path, frame: pd.DataFrame) -> np.ndarray:
 
     model = mlflow.pyfunc.load_model(str(model_dir))
     return np.asarray(model.predict(frame[FEATURES])).astype(np.int64)
-
-
-def spark_session(master: str = "local[2]") -> Any:
-    """A Spark session for batch inference (Arrow on; quiet, small, local by default)."""
-    from pyspark.sql import SparkSession
-
-    # the workers run this interpreter (with its packages), not whatever `python3` is
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    spark = (SparkSession.builder.master(master).appName("llmops-batch-infer")
-             .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-             .config("spark.sql.shuffle.partitions", "4")
-             .config("spark.ui.enabled", "false")
-             .config("spark.ui.showConsoleProgress", "false")
-             .config("spark.driver.memory", "2g")
-             .getOrCreate())
-    spark.sparkContext.setLogLevel("ERROR")
-    return spark
 
 
 def predict_spark(model_dir: Path, frame: pd.DataFrame, *, master: str = "local[2]",

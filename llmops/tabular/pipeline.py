@@ -147,7 +147,7 @@ def infer(spec: PipelineSpec, settings: Settings, registry: Registry, *,
                        model_dir=registry.download(version.name, version.version),
                        gold_version=gold_version, scope=scope,
                        engine=engine or settings.tabular.engine,
-                       spark_master=settings.tabular.spark_master, force=force)
+                       spark_master=settings.spark.master, force=force)
 
 
 @dataclass(frozen=True)

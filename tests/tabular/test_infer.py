@@ -13,8 +13,9 @@ import pytest
 from llmops.config import get_settings
 from llmops.errors import ConfigError
 from llmops.registry import get_registry
+from llmops.spark import spark_session
 from llmops.tabular.config import load_pipeline
-from llmops.tabular.infer import predict_pandas, predict_spark, spark_session
+from llmops.tabular.infer import predict_pandas, predict_spark
 from llmops.tabular.pipeline import infer, medallion, refresh, train
 from llmops.tabular.source import FEATURES
 from llmops.tabular.tables import read
