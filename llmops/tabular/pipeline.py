@@ -15,10 +15,10 @@ from llmops.registry import Ref, Registry, Tracking, VersionInfo
 from llmops.tabular.config import PipelineSpec
 from llmops.tabular.drift import FeatureDrift, feature_drift
 from llmops.tabular.infer import Engine, Scope, Scored, batch_infer
-from llmops.tabular.model import evaluate, fit, register, split
+from llmops.tabular.model import Split, evaluate, fit, register, split
 from llmops.tabular.source import daily_batches
 from llmops.tabular.tables import Medallion, RefreshReport, new_rows, read, version_of
-from llmops.tabular.training import training_set
+from llmops.tabular.training import TrainingSet, training_set
 
 
 def medallion(spec: PipelineSpec, settings: Settings) -> Medallion:
@@ -77,13 +77,7 @@ class Trained:
 
 def train(spec: PipelineSpec, settings: Settings, registry: Registry) -> Trained:
     """Train on the gold table now, evaluate, register, and point `staging` at it."""
-    m = medallion(spec, settings)
-    labels = read(m.paths["labels"])
-    if version_of(m.paths["gold"]) is None or labels.empty:
-        raise ConfigError(f"{spec.name}: no features or labels yet: run "
-                          f"`llmops tabular features refresh {spec.name}` first")
-    ts = training_set(m.paths["gold"], labels)
-    parts = split(ts, holdout=spec.holdout, seed=spec.seed)
+    ts, parts = _split_now(spec, settings)
     with Tracking(settings).run("tabular", f"train {spec.name}",
                                 tags={"llmops.gold_version": ts.gold_version}) as run:
         with autologged(settings, run.run_id):  # the search's parameters, scores, children
@@ -110,13 +104,19 @@ def resolve(spec: PipelineSpec, registry: Registry, ref: str) -> VersionInfo:
 def holdout(spec: PipelineSpec, settings: Settings) -> tuple[int, pd.DataFrame]:
     """The gold version now and the held-out rows of its training set (the same
     entities for every version: see `model.split`)."""
+    ts, parts = _split_now(spec, settings)
+    return ts.gold_version, parts.holdout
+
+
+def _split_now(spec: PipelineSpec, settings: Settings) -> tuple[TrainingSet, Split]:
+    """The training set of the gold table now (point in time), split by entity."""
     m = medallion(spec, settings)
     labels = read(m.paths["labels"])
     if version_of(m.paths["gold"]) is None or labels.empty:
         raise ConfigError(f"{spec.name}: no features or labels yet: run "
                           f"`llmops tabular features refresh {spec.name}` first")
     ts = training_set(m.paths["gold"], labels)
-    return ts.gold_version, split(ts, holdout=spec.holdout, seed=spec.seed).holdout
+    return ts, split(ts, holdout=spec.holdout, seed=spec.seed)
 
 
 def evaluate_version(spec: PipelineSpec, settings: Settings, registry: Registry, *,
