@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from llmops.errors import RegistryError
 from llmops.registry import Ref, Registry
 
 log = logging.getLogger("llmops.serving")
@@ -109,6 +110,10 @@ class AliasCache:
     def _refresh_one(self, ref: str) -> None:
         info = self.registry.resolve(Ref.parse(ref, kind="chain"))
         current = self._live.get(ref)
+        if info.archived:  # never served, even if it was a moment ago
+            if self._live.pop(ref, None) is not None:
+                log.warning("alias %s: %s is archived; no longer serving it", ref, info.ref)
+            raise RegistryError(f"{info.ref} is archived; not serving it")
         if current is not None and current.version == info.version:
             return
         key = (info.name, info.version)

@@ -99,3 +99,26 @@ def test_a_request_in_flight_finishes_on_its_version_and_reload_forces_the_move(
     store = Store.open()
     assert store.get_request(old.json()["id"])["chain_version"] == 1  # type: ignore[index]
     assert store.get_request(new.json()["id"])["chain_version"] == v2  # type: ignore[index]
+
+
+def test_a_version_archived_while_serving_is_dropped_at_the_next_refresh(
+    make_app: Any, keys: dict[str, str],
+) -> None:
+    staging_user = next(u for u in (f"user-{i}" for i in range(500))
+                        if assign("chat", u, [("production", 90), ("staging", 10)]) == "staging")
+    with Server(make_app()) as server, httpx.Client(base_url=server.url, timeout=10) as c:
+        def chat(user: str) -> httpx.Response:
+            return c.post("/v1/chat/completions", headers=auth(keys["client"]),
+                          json={"model": "chat", "messages": Q, "user": user})
+
+        assert chat(PROD_USERS[0]).headers["x-llmops-chain"] == "chain.chat/1"
+        get_registry().archive("chain.chat", 1, "withdrawn: a bad answer found in review")
+        r = c.post("/admin/reload", headers=auth(keys["admin"]))
+        assert r.status_code == 200
+        refused = [chat(u) for u in PROD_USERS[:5]]
+        assert {x.status_code for x in refused} == {503}
+        assert "the registry archived its version" in refused[0].json()["error"]["message"]
+        kept = chat(staging_user)
+        assert kept.status_code == 200 and kept.headers["x-llmops-chain"] == "chain.chat/2"
+        ready = c.get("/readyz").json()
+        assert ready["missing"] == {"chain.chat@production": "not loaded (see the gateway log)"}
