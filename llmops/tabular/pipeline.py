@@ -52,15 +52,21 @@ def autologged(settings: Settings, run_id: str) -> Iterator[None]:
     """MLflow's scikit-learn autologging into run `run_id` while the block runs (the
     grid search's candidates become child runs); models are registered by us, not it."""
     import mlflow
+    from mlflow.tracking import fluent
 
     previous = mlflow.get_tracking_uri()
+    # a process that traces chains has set an active experiment (chains/runtime.py);
+    # resuming our run, in its own experiment, must not be refused for it
+    experiment = fluent._active_experiment_id
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.sklearn.autolog(log_models=False, log_datasets=False, log_input_examples=False,
                            log_post_training_metrics=False, silent=True, max_tuning_runs=10)
+    fluent._active_experiment_id = None
     try:
         with mlflow.start_run(run_id=run_id):
             yield
     finally:
+        fluent._active_experiment_id = experiment
         mlflow.sklearn.autolog(disable=True)
         mlflow.set_tracking_uri(previous)
 

@@ -46,3 +46,29 @@ def test_a_model_is_trained_evaluated_and_registered_with_its_lineage(home: Path
     with Tracking().run("tabular", "train cancer again") as run:
         again, created = register(reg, run, "cancer", model, ts, metrics, info)
     assert not created and again.version == version.version  # same model, same data: once
+
+
+def test_training_works_in_a_process_that_traces_chains(home: Path) -> None:
+    """Tracing sets an active MLflow experiment (chains/runtime.py); training resumes its
+    own run in the `tabular` experiment all the same, and leaves tracing's in place."""
+    import mlflow
+    from mlflow.tracking import fluent
+
+    from llmops.config import get_settings
+    from llmops.registry import get_registry
+    from llmops.tabular.config import load_pipeline
+    from llmops.tabular.pipeline import refresh, train
+
+    settings = get_settings()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    traces = get_registry().experiment_id("traces")
+    mlflow.set_experiment(experiment_id=traces)
+    try:
+        spec = load_pipeline("cancer", settings)
+        for _ in range(3):
+            refresh(spec, settings)
+        trained = train(spec, settings, get_registry())
+        assert trained.created and trained.ref == "tabular.cancer/1"
+        assert fluent._active_experiment_id == traces
+    finally:
+        fluent._active_experiment_id = None
