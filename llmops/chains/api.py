@@ -93,7 +93,7 @@ def log(
         "lineage.prompt_version": p_info.version,
         "lineage.index_collection": index.get("collection", "none"),
         "lineage.index_version_at_log": _index_version_now(cfg) if index else "none",
-        "lineage.embedding_model": get_settings().embedding_model if index else "none",
+        "lineage.embedding_model": get_settings().embedding_identity if index else "none",
         "lineage.llm_backend": cfg.llm.backend,
         "lineage.base_model": resolved["llm"].get("model") or "none",
         "lineage.adapter": resolved["llm"].get("adapter") or "none",

