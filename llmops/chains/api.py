@@ -196,7 +196,9 @@ def _save_pyfunc(code: Path, resolved: dict[str, Any], prompt_path: Path, model_
             signature=ModelSignature(
                 inputs=inputs, outputs=outputs,
                 # 0: the backend's default (16 rows at once remote, 8 batched locally).
-                params=ParamSchema([ParamSpec("max_concurrency", "integer", 0)]),
+                params=ParamSchema([ParamSpec("max_concurrency", "integer", 0),
+                                    ParamSpec("contexts", "boolean", False),
+                                    ParamSpec("on_error", "string", "raise")]),
             ),
             pip_requirements=[f"llmops=={llmops.__version__}", "mlflow", "langchain-core"],
         )

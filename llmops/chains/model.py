@@ -9,6 +9,10 @@ version, retrieval, LLM) and the pinned prompt spec as the artifact
 messages) or a `question` column, and returns one dict per row: the answer,
 its sources and its lineage. Rows run concurrently: a remote backend takes
 them as concurrent requests, the local one as batches of one `generate`.
+Parameters: `max_concurrency`; `contexts` (true: each row also carries the
+context blocks the LLM saw, for evaluation); `on_error` (`raise`, the default,
+or `record`: a failing row gets `error` and no answer, and the others stand,
+as batch jobs over many rows want; `llmops.chains.batch` uses it).
 """
 
 from __future__ import annotations
@@ -40,13 +44,28 @@ class ChainModel(PythonModel):
         self.chain = chain_from_parts(cfg, prompt_path.read_text())
 
     def predict(self, context, model_input: pd.DataFrame, params=None):
+        params = params or {}
         rows = _rows(model_input)
-        concurrency = int((params or {}).get("max_concurrency", 0)) or DEFAULT_CONCURRENCY.get(
+        concurrency = int(params.get("max_concurrency", 0)) or DEFAULT_CONCURRENCY.get(
             self.chain.config.llm.backend, 1)
+        contexts = bool(params.get("contexts", False))
+        record = str(params.get("on_error") or "raise") == "record"
+
+        def one(row: Any) -> dict[str, Any]:
+            try:
+                out = self.chain.invoke(row).to_dict(contexts=contexts)
+            except Exception as exc:
+                if not record:
+                    raise
+                return {"answer": None, "sources": [], "lineage": {},
+                        **({"contexts": []} if contexts else {}),
+                        "error": f"{type(exc).__name__}: {str(exc)[:500]}"}
+            return {**out, "error": None} if record else out
+
         if concurrency == 1 or len(rows) == 1:
-            return [self.chain.invoke(r).to_dict() for r in rows]
+            return [one(r) for r in rows]
         with ThreadPoolExecutor(max_workers=min(concurrency, len(rows))) as pool:
-            return [r.to_dict() for r in pool.map(self.chain.invoke, rows)]
+            return list(pool.map(one, rows))
 
 
 def _rows(model_input: Any) -> list[Any]:
