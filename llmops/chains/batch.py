@@ -23,10 +23,10 @@ chain version is too (an MLflow pyfunc).
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 
 from llmops.config import Settings, get_settings
@@ -84,8 +84,14 @@ def predict(ref: str, frame: pd.DataFrame, *, engine: Engine = "pandas",
     if "error" not in out:  # a version logged before `on_error`: any failure raised
         out["error"] = None
     result = frame.reset_index(drop=True).copy()
-    for col in out.columns:
-        result[col] = out[col].to_numpy()
+    for col in out.columns:  # object columns: None, never NaN, where a row has none
+        values = [v if isinstance(v, str) else None for v in out[col]] \
+            if col in ("answer", "error") else list(out[col])
+        result[col] = pd.Series(values, dtype=object)
+    # A pyfunc loaded from its folder does not know its registry version; this does.
+    out["lineage"] = [{**lin, "chain_version": info.version} if lin else lin
+                      for lin in out["lineage"]]
+    result["lineage"] = pd.Series(list(out["lineage"]), dtype=object)
     result["chain_version"] = info.version
     return result
 
@@ -144,11 +150,14 @@ def _plain_messages(messages: Any) -> list[dict[str, str]]:
 
 
 def _plain(value: Any) -> Any:
-    """Spark Rows (and lists of them) as the dicts and lists the pandas engine returns."""
+    """Spark Rows, arrays and numpy scalars as the dicts, lists and numbers the pandas
+    engine returns."""
     if hasattr(value, "asDict"):
         return {k: _plain(v) for k, v in value.asDict().items()}
-    if isinstance(value, list | tuple):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
         return [_plain(v) for v in value]
-    if value is None:
-        return None
-    return json.loads(json.dumps(value, default=str))
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,4 +1,4 @@
-"""`llmops chains ...`: log, run, promote, list."""
+"""`llmops chains ...`: log, run, predict, promote, list."""
 
 from __future__ import annotations
 
@@ -60,6 +60,41 @@ def run_cmd(
     typer.echo(f"\n{lin.chain}/{lin.chain_version}  prompt {lin.prompt}/{lin.prompt_version}  "
                f"index {lin.index_version}  {lin.latency_ms or 0:.0f} ms  "
                f"{lin.completion_tokens} tokens")
+
+
+@app.command("predict")
+def predict_cmd(
+    ref: str = typer.Argument(..., help="chain reference, e.g. chain.rag_qa@production"),
+    input_path: Path = typer.Option(..., "--input", "-i",
+                                    help="JSONL, one object per row with 'question' or "
+                                         "'messages' (other keys are kept)"),
+    output: Path = typer.Option(..., "--output", "-o", help="JSONL of the answered rows"),
+    engine: str = typer.Option("pandas", "--engine",
+                               help="pandas (in process) or spark (mlflow spark_udf)"),
+    contexts: bool = typer.Option(False, "--contexts", help="add the context blocks"),
+) -> None:
+    """Answer every row of a file with one chain version; a failing row gets `error`."""
+    import pandas as pd
+
+    from llmops.chains.batch import predict
+    from llmops.errors import ChainError
+    from llmops.jsonl import objects
+
+    rows = [obj for _, _, obj in objects(input_path, ChainError)]
+    if not rows:
+        raise ChainError(f"{input_path}: no rows")
+    out = predict(ref, pd.DataFrame(rows), engine=engine, contexts=contexts)  # type: ignore[arg-type]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".partial")
+    with tmp.open("w") as f:
+        for rec in out.to_dict(orient="records"):
+            f.write(json.dumps(rec, default=str) + "\n")
+    tmp.replace(output)
+    failed = int(out["error"].notna().sum())
+    typer.echo(f"{len(out)} rows answered by {out['lineage'][0].get('chain')}/"
+               f"{int(out['chain_version'][0])} ({engine}), {failed} failed -> {output}")
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command("promote")

@@ -24,6 +24,8 @@ from typing import Any
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from llmops.lineage import Lineage
+
 # Rows in flight at once per backend: requests to a server, or rows of a local batch.
 DEFAULT_CONCURRENCY = {"openai": 16, "local": 8}
 
@@ -57,7 +59,7 @@ class ChainModel(PythonModel):
             except Exception as exc:
                 if not record:
                     raise
-                return {"answer": None, "sources": [], "lineage": {},
+                return {"answer": None, "sources": [], "lineage": Lineage().to_dict(),
                         **({"contexts": []} if contexts else {}),
                         "error": f"{type(exc).__name__}: {str(exc)[:500]}"}
             return {**out, "error": None} if record else out

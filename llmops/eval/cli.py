@@ -54,13 +54,15 @@ def run(
                                     help="items at once (default: eval.concurrency)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     items: bool = typer.Option(False, "--items", help="print every item's scores"),
+    engine: str = typer.Option("pandas", "--engine",
+                               help="pandas (answer in process) or spark (mlflow spark_udf)"),
 ) -> None:
     """Run a registered chain over a dataset and score it; exit 1 if any score failed."""
     from llmops.eval.runner import evaluate
 
     names = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     ev = evaluate(resolve_target(ref), dataset, metrics=names, judge=judge,
-                  concurrency=concurrency, progress=not as_json)
+                  concurrency=concurrency, progress=not as_json, engine=engine)
     if as_json:
         typer.echo(json.dumps(ev.to_dict(items=items)))
     else:

@@ -137,10 +137,17 @@ def evaluate(
     settings: Settings | None = None,
     progress: bool = True,
     log: bool = True,
+    engine: str = "pandas",
 ) -> Evaluation:
-    """Evaluate a registered chain version (`chain.rag_qa@staging`, `chain.rag_qa/3`)."""
+    """Evaluate a registered chain version (`chain.rag_qa@staging`, `chain.rag_qa/3`).
+
+    `engine`: `pandas` answers the items in this process; `spark` answers them through
+    `mlflow.pyfunc.spark_udf` (`llmops.chains.batch`), for datasets worth a cluster;
+    the scoring, the cache and the logging are the same."""
     from llmops.chains.api import load as load_chain
 
+    if engine not in ("pandas", "spark"):
+        raise EvalError(f"unknown engine {engine!r}; allowed: pandas, spark")
     s = settings or get_settings()
     reg = registry or get_registry()
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
@@ -167,7 +174,9 @@ def evaluate(
     todo = [i for i in items if i.id not in results_by_id]
     # Concurrent items: requests in flight to a remote backend, rows of one batch locally.
     workers = concurrency or s.eval.concurrency
-    for item, output, error in _answer(chain, todo, workers, progress, info.ref):
+    answered = (_answer_spark(info.ref, todo, reg, s) if engine == "spark" and todo
+                else _answer(chain, todo, workers, progress, info.ref))
+    for item, output, error in answered:
         if output is not None:
             served = output["lineage"].get("index_version")
             res.put_output(chain_hash, index_version if served is None else str(served),
@@ -226,6 +235,28 @@ def _answer(chain: Any, items: list[EvalItem], workers: int, progress: bool,
             bar.update()
     bar.close()
     return out
+
+
+def _answer_spark(ref: str, items: list[EvalItem], reg: Registry, s: Settings,
+                  ) -> list[tuple[EvalItem, dict[str, Any] | None, str | None]]:
+    """The items answered by the chain version through `spark_udf`, one result each."""
+    from llmops.chains.batch import predict
+
+    frame = pd.DataFrame({"question": [i.question for i in items]})
+    out = predict(ref, frame, engine="spark", contexts=True, registry=reg, settings=s)
+    results: list[tuple[EvalItem, dict[str, Any] | None, str | None]] = []
+    for item, row in zip(items, out.to_dict(orient="records"), strict=True):
+        if row["error"] is not None:
+            results.append((item, None, row["error"]))
+            continue
+        results.append((item, {
+            "answer": row["answer"],
+            "retrieved_ids": [src.get("doc_id") or src.get("id") for src in row["sources"]],
+            "contexts": list(row["contexts"]),
+            "sources": row["sources"],
+            "lineage": row["lineage"],
+        }, None))
+    return results
 
 
 def _sample(r: ItemResult) -> Sample:
