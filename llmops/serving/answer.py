@@ -162,7 +162,8 @@ def fall_back(gw: Gateway, p: Plan, exc: Exception, rec: Recorder) -> bool:
 def not_loaded(gw: Gateway, p: Plan) -> BusyError:
     ref = p.endpoint.variant(p.variant).ref
     error = gw.cache.errors.get(ref)
-    why = ("the registry archived its version" if error and "archived" in error else
+    archived = gw.cache.archived.get(ref)
+    why = (f"the registry archived its version ({archived})" if archived else
            "its chain failed to load (see the gateway log)" if error else
            "the gateway is starting")
     return BusyError(f"variant {p.variant} of {p.endpoint_name!r} is not loaded; {why}")

@@ -112,9 +112,7 @@ class KeyGate:
             return
         if rule.rate_limited and key.role not in UNLIMITED_ROLES:
             limiter = self.gw.limiter
-            shared = self.gw.shared
-            wait = (await shared.take("rate", key.id, limiter) if shared is not None
-                    else limiter.acquire(key.id))
+            wait = await self.gw.take("rate", key.id, limiter)
             if wait is not None:
                 after = RateLimiter.retry_after(wait)
                 await _refuse(send, 429, f"rate limit of {limiter.rate:g} requests/s (burst "
@@ -147,9 +145,7 @@ class KeyGate:
                 found = signed[0], session.csrf_token(signed[1], cookie)
         if found is not None:
             return found
-        shared = self.gw.shared
-        wait = (await shared.take("auth", address, self.failures) if shared is not None
-                else self.failures.acquire(address))
+        wait = await self.gw.take("auth", address, self.failures)
         if wait is not None:
             after = RateLimiter.retry_after(wait)
             await _refuse(send, 429, "too many failed authentications from this address; "

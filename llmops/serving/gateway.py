@@ -97,6 +97,13 @@ class Gateway:
         return cls(settings, routes, store, AliasCache(refs, registry, loader),
                    options or GatewayOptions())
 
+    async def take(self, kind: str, key: str, limiter: RateLimiter) -> float | None:
+        """One token of `limiter` for `key`: from Redis, across every replica, when the
+        gateway has it, else this process's own bucket; None, or seconds to wait."""
+        if self.shared is not None:
+            return await self.shared.take(kind, key, limiter)
+        return limiter.acquire(key)
+
     # -- running blocking work -----------------------------------------------------
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """`fn(*args)` on the chain threads."""

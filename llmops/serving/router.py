@@ -73,6 +73,7 @@ class AliasCache:
         self._live: dict[str, Live] = {}
         self._chains: dict[tuple[str, int], Any] = {}
         self.errors: dict[str, str] = {}
+        self.archived: dict[str, str] = {}  # ref -> its archived version, not served
         self.last_refresh: float | None = None  # monotonic, end of the last full refresh
         self._lock = threading.Lock()
 
@@ -111,9 +112,11 @@ class AliasCache:
         info = self.registry.resolve(Ref.parse(ref, kind="chain"))
         current = self._live.get(ref)
         if info.archived:  # never served, even if it was a moment ago
+            self.archived[ref] = info.ref
             if self._live.pop(ref, None) is not None:
                 log.warning("alias %s: %s is archived; no longer serving it", ref, info.ref)
             raise RegistryError(f"{info.ref} is archived; not serving it")
+        self.archived.pop(ref, None)
         if current is not None and current.version == info.version:
             return
         key = (info.name, info.version)

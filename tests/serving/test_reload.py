@@ -117,8 +117,9 @@ def test_a_version_archived_while_serving_is_dropped_at_the_next_refresh(
         assert r.status_code == 200
         refused = [chat(u) for u in PROD_USERS[:5]]
         assert {x.status_code for x in refused} == {503}
-        assert "the registry archived its version" in refused[0].json()["error"]["message"]
+        message = refused[0].json()["error"]["message"]
+        assert "the registry archived its version (chain.chat/1)" in message
         kept = chat(staging_user)
         assert kept.status_code == 200 and kept.headers["x-llmops-chain"] == "chain.chat/2"
         ready = c.get("/readyz").json()
-        assert ready["missing"] == {"chain.chat@production": "not loaded (see the gateway log)"}
+        assert ready["missing"] == {"chain.chat@production": "archived (chain.chat/1): not served"}

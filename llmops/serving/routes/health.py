@@ -66,8 +66,10 @@ def _readiness(gw: Gateway, readable: bool) -> tuple[int, dict[str, Any]]:
                                            "restarts": writer.restarts,
                                            "state": writer.describe()}}
     if missing:
-        body["missing"] = {ref: "not loaded (see the gateway log)" if ref in gw.cache.errors
-                           else "loading" for ref in missing}
+        body["missing"] = {
+            ref: f"archived ({gw.cache.archived[ref]}): not served" if ref in gw.cache.archived
+            else "not loaded (see the gateway log)" if ref in gw.cache.errors
+            else "loading" for ref in missing}
     return (200 if ready else 503), body
 
 

@@ -73,8 +73,7 @@ async def signin(request: Request, gw: GatewayDep) -> Response:
         record = await asyncio.get_running_loop().run_in_executor(
             gw.key_pool, gw.keys.lookup, secret)
     if record is None:
-        wait = (await gw.shared.take("auth", address, failures) if gw.shared is not None
-                else failures.acquire(address))
+        wait = await gw.take("auth", address, failures)
         if wait is not None:
             raise RateLimitedError("too many failed sign-ins from this address; retry after "
                                  f"{RateLimiter.retry_after(wait)} s",
