@@ -10,9 +10,6 @@ one bucket, atomic under concurrent takers, and a fallback when Redis is down.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -23,21 +20,8 @@ import pytest
 import yaml
 
 from llmops.serving.limits import RateLimiter
-from tests.serving.conftest import ROUTES, auth, free_port, gateway_env
-
-REDIS = "redis://127.0.0.1:6379/0"
-
-
-def _redis_up() -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(REDIS, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
-
-
-needs_redis = pytest.mark.skipif(not _redis_up(), reason="no Redis at 127.0.0.1:6379")
+from tests.serving.conftest import ROUTES, auth
+from tests.serving.replicas import REDIS, Replicas, needs_redis
 
 
 @needs_redis
@@ -73,50 +57,14 @@ def _routes(tmp: Path) -> Path:
     return path
 
 
-class Replicas:
-    """`python -m llmops.serving --workers 2` with limits in Redis."""
-
-    def __init__(self, home: Path, routes: Path, tmp: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = (tmp / "replicas.log").open("wb")
-        env = gateway_env(home, LLMOPS_GATEWAY__REDIS_URL=REDIS)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llmops.serving", "--port", str(self.port), "--routes",
-             str(routes), "--workers", "2", "--drain", "5"],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def ready(self) -> set[str]:
-        """Wait until both replicas answer /readyz; their names."""
-        seen: set[str] = set()
-        deadline = time.monotonic() + 120
-        while len(seen) < 2:
-            assert self.proc.poll() is None, "the gateway exited at start"
-            assert time.monotonic() < deadline, f"replicas ready: {seen}"
-            try:
-                with httpx.Client(base_url=self.url, timeout=2) as c:  # a new connection
-                    r = c.get("/readyz")
-                if r.status_code == 200:
-                    body = r.json()
-                    assert body["limits"] == "redis (every replica)"
-                    seen.add(body["replica"])
-            except httpx.TransportError:
-                time.sleep(0.2)
-        return seen
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(60)
-        self.log.close()
-
-
 @needs_redis
 @pytest.mark.slow
 def test_two_replicas_share_limits_assignments_and_sessions(
         gw_home: Path, keys: dict[str, str], tmp_path: Path, mock: Any) -> None:
-    replicas = Replicas(gw_home, _routes(tmp_path), tmp_path)
+    replicas = Replicas(gw_home, _routes(tmp_path), tmp_path).start()
     try:
-        assert len(replicas.ready()) == 2
+        assert len(replicas.readyz) == 2
+        assert {r["limits"] for r in replicas.readyz.values()} == {"redis (every replica)"}
 
         # the rate limit: a burst of 12 for the key across both replicas, not 12 each
         def chat(user: str) -> httpx.Response:
@@ -170,4 +118,4 @@ def test_two_replicas_share_limits_assignments_and_sessions(
                 break
         assert len(served) == 2, served
     finally:
-        replicas.stop()
+        replicas.kill()

@@ -5,10 +5,7 @@ within the refresh interval with no failed request."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,55 +19,11 @@ from llmops.registry import get_registry
 from llmops.serving.keys import create_key
 from llmops.serving.router import assign
 from llmops.store import FEEDBACK, REQUESTS, Store
-from tests.serving.conftest import auth, free_port, gateway_env
-from tests.serving.test_replicas import REDIS, needs_redis
+from tests.serving.conftest import auth
+from tests.serving.replicas import Replicas, needs_redis
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, needs_redis]
 Q = [{"role": "user", "content": "hello"}]
-
-
-class Replicas:
-    """`--workers 2` in a session of its own (SIGKILL takes every process of it)."""
-
-    def __init__(self, home: Path, routes: Path, tmp: Path, store_url: str) -> None:
-        self.home, self.routes, self.tmp, self.store_url = home, routes, tmp, store_url
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> Replicas:
-        env = gateway_env(self.home, LLMOPS_STORE_URL=self.store_url,
-                          LLMOPS_GATEWAY__REDIS_URL=REDIS,
-                          LLMOPS_GATEWAY__REFRESH_INTERVAL_S="0.5")
-        self.log = (self.tmp / f"replicas-{time.monotonic_ns()}.log").open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llmops.serving", "--port", str(self.port), "--routes",
-             str(self.routes), "--workers", "2", "--drain", "5"],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        seen: set[str] = set()
-        deadline = time.monotonic() + 120
-        while len(seen) < 2:
-            assert self.proc.poll() is None, "the gateway exited at start"
-            assert time.monotonic() < deadline, f"ready: {seen}"
-            try:
-                with httpx.Client(base_url=self.url, timeout=2) as c:
-                    r = c.get("/readyz")
-                if r.status_code == 200:
-                    seen.add(r.json()["replica"])
-            except httpx.TransportError:
-                time.sleep(0.2)
-        return self
-
-    def kill(self, sig: int) -> None:
-        os.killpg(self.proc.pid, sig)
-        self.proc.wait(30)
-        deadline = time.monotonic() + 30  # the workers too, not only the supervisor
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(self.proc.pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)
-        self.log.close()
 
 
 def _chat(c: httpx.Client, key: str, user: str) -> str | None:
@@ -97,7 +50,8 @@ def test_two_replicas_on_postgres_lose_nothing_keep_users_and_move_together(
     reviewer = create_key(store, name="rev", role="reviewer")[1]
     admin = create_key(store, name="ops", role="admin")[1]
     store.close()
-    gw = Replicas(gw_home, routes_file, tmp_path, pg_url).start()
+    gw = Replicas(gw_home, routes_file, tmp_path, LLMOPS_STORE_URL=pg_url,
+                  LLMOPS_GATEWAY__REFRESH_INTERVAL_S="0.5").start()
 
     # SIGKILL mid-flight, twice; every acknowledged chat and vote has its one row
     acknowledged_chats: list[str] = []
@@ -131,7 +85,8 @@ def test_two_replicas_on_postgres_lose_nothing_keep_users_and_move_together(
         assert 0 < len(chats) + len(votes) < len(jobs), "the kill was not mid-flight"
         acknowledged_chats += chats
         acknowledged_votes += votes
-        gw = Replicas(gw_home, routes_file, tmp_path, pg_url).start()
+        gw = Replicas(gw_home, routes_file, tmp_path, LLMOPS_STORE_URL=pg_url,
+                  LLMOPS_GATEWAY__REFRESH_INTERVAL_S="0.5").start()
     check = Store(pg_url)
     with check.engine.connect() as conn:
         rows = dict(conn.execute(sa.select(REQUESTS.c.id, sa.func.count()).where(
