@@ -156,6 +156,12 @@ class BadRequestError(GatewayError):
     http_status = 400
 
 
+class UnsupportedParameterError(BadRequestError):
+    """A request parameter the endpoint does not honour: refused by name, never ignored."""
+
+    code = "unsupported_parameter"
+
+
 class UnauthorizedError(GatewayError):
     """No API key, or one the gateway does not know."""
 

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmops.chains.kinds import normalize_input
-from llmops.errors import BadRequestError, ChainError, ModelNotFoundError, OverCapError
+from llmops.errors import (
+    BadRequestError,
+    ChainError,
+    ModelNotFoundError,
+    OverCapError,
+    UnsupportedParameterError,
+)
 from llmops.serving.gateway import Gateway
 from llmops.serving.router import Live, assign
 from llmops.serving.schemas import ChatCompletionRequest
@@ -73,6 +79,12 @@ def plan(gw: Gateway, req: ChatCompletionRequest, key: KeyRecord,
         known = ", ".join(sorted(gw.routes.endpoints))
         raise ModelNotFoundError(f"the model {req.model!r} does not exist; endpoints: {known}",
                                  param="model")
+    unhonoured = req.unhonoured()
+    if unhonoured:
+        name = unhonoured[0]
+        raise UnsupportedParameterError(
+            f"{name} is not supported by endpoint {req.model!r}; leave it out (the gateway "
+            "refuses a parameter it would not honour rather than ignore it)", param=name)
     cap = endpoint.limits.max_tokens
     asked = req.max_completion_tokens or req.max_tokens
     if asked is not None and asked > cap:
@@ -91,6 +103,8 @@ def plan(gw: Gateway, req: ChatCompletionRequest, key: KeyRecord,
     kwargs: dict[str, Any] = {"max_tokens": asked}
     if req.temperature is not None:
         kwargs["temperature"] = req.temperature
+    if req.seed is not None:
+        kwargs["seed"] = req.seed
     return Plan(rid, req.model, endpoint, variant, live_of(gw, endpoint, variant), messages,
                 inputs, kwargs, key.id, user, bool(req.stream))
 

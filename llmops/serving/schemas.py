@@ -1,7 +1,9 @@
 """Request and response bodies, with the names OpenAI's API uses.
 
-Fields OpenAI clients send that the gateway does not use (`top_p`, `stop`, ...)
-are accepted and ignored, as OpenAI-compatible servers do.
+A chat request's parameters are either honoured or refused with a 400 that names
+them (`UNHONOURED`); a client never gets an answer that silently ignored one. A
+parameter sent with the value that means "off" (`stop: null`, `logprobs: false`,
+`tools: []`, `top_p: 1`, ...) asks for nothing and is accepted.
 """
 
 from __future__ import annotations
@@ -79,6 +81,36 @@ class ChatCompletionRequest(RequestBody):
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     n: int | None = Field(None, ge=1, le=1, description="only 1 is supported")
+    seed: int | None = Field(None, description="sampling seed: the same seed, the same answer "
+                             "(with temperature > 0, on the local backend)")
+
+    def unhonoured(self) -> list[str]:
+        """The parameters this request sets that the gateway does not honour, in order."""
+        extra = self.model_extra or {}
+        return [name for name, value in extra.items()
+                if value not in UNHONOURED.get(name, (None,))]
+
+
+# OpenAI chat-completion parameters not honoured yet, with the values that ask for nothing.
+# Any other parameter (a vendor extension, a typo) is refused too, unless it is None.
+UNHONOURED: dict[str, tuple[Any, ...]] = {
+    "stop": (None, [], ""),
+    "top_p": (None, 1, 1.0),
+    "presence_penalty": (None, 0, 0.0),
+    "frequency_penalty": (None, 0, 0.0),
+    "logit_bias": (None, {}),
+    "logprobs": (None, False),
+    "top_logprobs": (None, 0),
+    "response_format": (None, {"type": "text"}),
+    "tools": (None, []),
+    "tool_choice": (None, "none", "auto"),  # without tools, both mean: answer in text
+    "parallel_tool_calls": (None, True, False),
+    "functions": (None, []),
+    "function_call": (None, "none", "auto"),
+    "modalities": (None, ["text"]),
+    "store": (None, False),
+    "service_tier": (None, "auto", "default"),
+}
 
 
 class AssistantMessage(BaseModel):

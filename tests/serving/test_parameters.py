@@ -1,0 +1,79 @@
+"""Every chat-completion parameter is honoured or refused by name (400), on the fake and
+the openai backend (against the mock upstream): never accepted and silently ignored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from llmops.serving.schemas import UNHONOURED
+from tests.serving.conftest import auth
+
+Q = [{"role": "user", "content": "hello there"}]
+
+# Values that ask for something the gateway does not do yet: each must be refused.
+ASKING: dict[str, Any] = {
+    "stop": ["."], "top_p": 0.5, "presence_penalty": 0.5, "frequency_penalty": 0.5,
+    "logit_bias": {"50256": -100}, "logprobs": True, "top_logprobs": 2,
+    "response_format": {"type": "json_object"},
+    "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
+    "tool_choice": "required", "parallel_tool_calls": "yes",
+    "functions": [{"name": "f", "parameters": {}}], "function_call": {"name": "f"},
+    "modalities": ["text", "audio"], "store": True, "service_tier": "flex",
+    "top_k": 40, "repetition_penalty": 1.1,  # vendor extensions: refused too
+}
+
+
+def test_the_table_covers_every_parameter_not_honoured() -> None:
+    assert set(UNHONOURED) <= set(ASKING)
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "mock"])
+@pytest.mark.parametrize("name", sorted(ASKING))
+def test_a_parameter_not_honoured_is_refused_by_name(
+        client: Any, keys: dict[str, str], mock: Any, endpoint: str, name: str) -> None:
+    r = client.post("/v1/chat/completions", headers=auth(keys["client"]),
+                    json={"model": endpoint, "messages": Q, name: ASKING[name]})
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert (err["param"], err["code"]) == (name, "unsupported_parameter")
+    assert name in err["message"] and repr(endpoint) in err["message"]
+    assert mock.state.calls == 0  # refused before any work
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "mock"])
+def test_values_that_ask_for_nothing_are_accepted(
+        client: Any, keys: dict[str, str], endpoint: str) -> None:
+    off = {"stop": None, "logprobs": False, "tools": [], "top_p": 1, "tool_choice": "none",
+           "presence_penalty": 0, "frequency_penalty": 0.0, "response_format": {"type": "text"},
+           "parallel_tool_calls": True, "store": False, "service_tier": "auto", "top_k": None}
+    r = client.post("/v1/chat/completions", headers=auth(keys["client"]),
+                    json={"model": endpoint, "messages": Q, **off})
+    assert r.status_code == 200, r.text
+
+
+def test_honoured_parameters_reach_the_upstream(
+        client: Any, keys: dict[str, str], mock: Any) -> None:
+    r = client.post("/v1/chat/completions", headers=auth(keys["client"]),
+                    json={"model": "mock", "messages": Q, "seed": 7, "temperature": 0.3,
+                          "max_completion_tokens": 9, "user": "u-1"})
+    assert r.status_code == 200, r.text
+    sent = mock.state.bodies[-1]
+    assert (sent["seed"], sent["temperature"], sent["max_tokens"]) == (7, 0.3, 9)
+    for n, status in ((1, 200), (2, 400)):
+        r = client.post("/v1/chat/completions", headers=auth(keys["client"]),
+                        json={"model": "mock", "messages": Q, "n": n})
+        assert r.status_code == status, r.text
+    assert "n" in r.json()["error"]["message"]
+
+
+def test_the_openai_client_gets_the_refusal_as_its_own_error(
+        client: Any, keys: dict[str, str]) -> None:
+    import openai
+
+    sdk = openai.OpenAI(base_url=str(client.base_url) + "/v1", api_key=keys["client"],
+                        http_client=client, max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk.chat.completions.create(model="chat", messages=Q, stop=["Observation:"])  # type: ignore[arg-type]
+    assert caught.value.param == "stop" and caught.value.code == "unsupported_parameter"
