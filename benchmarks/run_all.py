@@ -9,7 +9,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPTS = ["index_refresh.py", "chains.py", "local_batching.py", "gateway.py", "log_cost.py",
            "hardening.py", "review_pages.py", "monitor.py", "eval_overhead.py", "finetune.py",
-           "tabular.py", "replicas.py", "spark_embed.py"]
+           "tabular.py", "replicas.py", "spark_embed.py", "embeddings.py"]
 
 
 def main() -> int:
