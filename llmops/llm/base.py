@@ -22,7 +22,7 @@ import contextlib
 import contextvars
 import functools
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -65,6 +65,11 @@ class LLM:
 
     kind: ClassVar[str] = ""
     Options: ClassVar[type[LLMOptions]] = LLMOptions
+    # The generation arguments the backend honours besides max_tokens, temperature and
+    # seed; the gateway refuses a request for another one by name. A backend that
+    # honours `stop` ends its answer before the first stop sequence (`llmops.llm.stops`),
+    # in `generate` and in `stream`, and says `finish_reason="stop"`.
+    honours: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, options: LLMOptions) -> None:
         self.options = options
@@ -78,28 +83,33 @@ class LLM:
         return self.options.model or self.kind
 
     def generate(self, messages: Messages, *, max_tokens: int | None = None,
-                 temperature: float | None = None, seed: int | None = None) -> Generation:
+                 temperature: float | None = None, seed: int | None = None,
+                 stop: Sequence[str] = ()) -> Generation:
         raise NotImplementedError
 
     def stream(self, messages: Messages, *, max_tokens: int | None = None,
-               temperature: float | None = None, seed: int | None = None) -> Iterator[Piece]:
+               temperature: float | None = None, seed: int | None = None,
+                 stop: Sequence[str] = ()) -> Iterator[Piece]:
         """Text pieces as they come, then the Generation; the default yields it all at once."""
-        gen = self.generate(messages, max_tokens=max_tokens, temperature=temperature, seed=seed)
+        gen = self.generate(messages, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                            **_stop_kw(stop))
         if gen.text:
             yield gen.text
         yield gen
 
     async def agenerate(self, messages: Messages, *, max_tokens: int | None = None,
                         temperature: float | None = None, seed: int | None = None,
+                 stop: Sequence[str] = (),
                         executor: Executor | None = None) -> Generation:
         """`generate` for an event loop; the default runs it on `executor` (a thread)."""
         call = functools.partial(self.generate, messages, max_tokens=max_tokens,
-                                 temperature=temperature, seed=seed)
+                                 temperature=temperature, seed=seed, **_stop_kw(stop))
         ctx = contextvars.copy_context()  # tracing spans follow the call onto the thread
         return await asyncio.get_running_loop().run_in_executor(executor, ctx.run, call)
 
     async def astream(self, messages: Messages, *, max_tokens: int | None = None,
                       temperature: float | None = None, seed: int | None = None,
+                 stop: Sequence[str] = (),
                       executor: Executor | None = None) -> AsyncIterator[Piece]:
         """`stream` for an event loop; the default runs it on `executor` and hands pieces over.
 
@@ -107,7 +117,7 @@ class LLM:
         """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
-        stop = threading.Event()
+        halt = threading.Event()
 
         def hand(item: Any) -> None:
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody is reading
@@ -116,8 +126,9 @@ class LLM:
         def work() -> None:
             try:
                 for piece in self.stream(messages, max_tokens=max_tokens,
-                                         temperature=temperature, seed=seed):
-                    if stop.is_set():
+                                         temperature=temperature, seed=seed,
+                                         **_stop_kw(stop)):
+                    if halt.is_set():
                         return
                     hand(piece)
                 hand(END)
@@ -132,7 +143,13 @@ class LLM:
                     raise item.exc
                 yield item
         finally:
-            stop.set()
+            halt.set()
+
+
+def _stop_kw(stop: Sequence[str]) -> dict[str, Any]:
+    """`stop` as a keyword only when asked for: a backend that does not honour it (no
+    `stop` in its signature) still serves every request without one."""
+    return {"stop": stop} if stop else {}
 
 
 END = object()  # the end of a handed-over stream

@@ -40,6 +40,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmops.llm import stops
+
 log = logging.getLogger(__name__)
 
 MAX_GATHER_S = 0.1  # the longest wait for company before a batch starts, s
@@ -67,6 +69,7 @@ class Job:
     future: Future[Result] = field(default_factory=Future)
     cancelled: bool = False  # the caller left: stop its row at the next token
     adapter: str | None = None  # the adapter's name in the model; None: the plain base
+    stop: tuple[str, ...] = ()  # stop sequences: the row ends at the token completing one
 
     @property
     def alone(self) -> bool:
@@ -226,10 +229,14 @@ class Batcher:
             new = out[i, width:width + job.max_new_tokens].tolist()
             end = next((n for n, t in enumerate(new) if t in self.eos_ids), None)
             tokens = new if end is None else new[:end + 1]
+            finish = "length" if end is None else "stop"
+            if rows.stopped[i]:  # a stop sequence ended it: the text before it
+                tokens, finish = rows.tokens[i], "stop"
             text = str(self.tokenizer.decode(tokens, skip_special_tokens=True)).strip()
+            if job.stop:
+                text = stops.cut(text, job.stop)[0].rstrip()
             rows.flush(i, text)
-            job.future.set_result(Result(text, len(job.ids), len(tokens),
-                                         "length" if end is None else "stop", len(batch),
+            job.future.set_result(Result(text, len(job.ids), len(tokens), finish, len(batch),
                                          tuple(tokens)))
 
 
@@ -271,6 +278,7 @@ class _Rows:
         self.width = width
         self.tokens: list[list[int]] = [[] for _ in batch]
         self.ended = [False] * len(batch)
+        self.stopped = [False] * len(batch)  # ended by a stop sequence
         self.sent = [""] * len(batch)
 
     # StoppingCriteria
@@ -278,8 +286,8 @@ class _Rows:
         import torch
 
         n = input_ids.shape[1] - self.width
-        return torch.tensor([n >= j.max_new_tokens or j.cancelled for j in self.batch],
-                            device=input_ids.device)
+        return torch.tensor([n >= j.max_new_tokens or j.cancelled or self.stopped[i]
+                             for i, j in enumerate(self.batch)], device=input_ids.device)
 
     # streamer
     def put(self, value: Any) -> None:
@@ -292,10 +300,18 @@ class _Rows:
             self.tokens[i].append(token)
             if token in self.eos_ids or len(self.tokens[i]) >= job.max_new_tokens:
                 self.ended[i] = True
-            if job.sink is not None and not job.cancelled:
+            if job.stop or (job.sink is not None and not job.cancelled):
                 text = str(self.tokenizer.decode(self.tokens[i], skip_special_tokens=True))
-                if not text.endswith("\ufffd"):  # a character still incomplete
-                    self._send(i, text.strip())
+                if text.endswith("\ufffd"):  # a character still incomplete
+                    continue
+                text = text.strip()
+                if job.stop:  # send nothing that a stop sequence may yet begin
+                    end, hit = stops.safe_end(text, job.stop)
+                    self.ended[i] = self.ended[i] or hit
+                    self.stopped[i] = hit
+                    text = text[:end].rstrip()
+                if job.sink is not None and not job.cancelled:
+                    self._send(i, text)
 
     def end(self) -> None:
         pass

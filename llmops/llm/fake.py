@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import Executor
 
+from llmops.llm import stops
 from llmops.llm.base import LLM, Generation, LLMOptions, Messages, Piece, register_backend
 
 
@@ -25,13 +26,15 @@ class FakeLLM(LLM):
     """The same messages give the same answer; microseconds a call, no thread needed."""
 
     Options = FakeOptions
+    honours = frozenset({"stop"})
 
     def __init__(self, options: LLMOptions) -> None:
         super().__init__(options)
         self.last_messages: Messages | None = None
 
     def generate(self, messages: Messages, *, max_tokens: int | None = None,
-                 temperature: float | None = None, seed: int | None = None) -> Generation:
+                 temperature: float | None = None, seed: int | None = None,
+                 stop: Sequence[str] = ()) -> Generation:
         self.last_messages = [dict(m) for m in messages]
         last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
         digest = hashlib.sha256(json.dumps(messages).encode()).hexdigest()[:8]
@@ -40,22 +43,28 @@ class FakeLLM(LLM):
         finish = "length" if len(words) > limit else "stop"
         words = words[:limit]
         prompt_tokens = sum(len(m["content"].split()) for m in messages)
-        return Generation(" ".join(words), self.model_id, prompt_tokens, len(words), finish)
+        text, hit = stops.cut(" ".join(words), stop)
+        if hit:
+            finish, words = "stop", text.split()
+        return Generation(text, self.model_id, prompt_tokens, len(words), finish)
 
     def stream(self, messages: Messages, *, max_tokens: int | None = None,
-               temperature: float | None = None, seed: int | None = None) -> Iterator[Piece]:
-        gen = self.generate(messages, max_tokens=max_tokens)
-        for i, word in enumerate(gen.text.split()):
+               temperature: float | None = None, seed: int | None = None,
+                 stop: Sequence[str] = ()) -> Iterator[Piece]:
+        gen = self.generate(messages, max_tokens=max_tokens, stop=stop)
+        for i, word in enumerate(gen.text.split(" ")):
             yield word if i == 0 else " " + word
         yield gen
 
     async def agenerate(self, messages: Messages, *, max_tokens: int | None = None,
                         temperature: float | None = None, seed: int | None = None,
+                 stop: Sequence[str] = (),
                         executor: Executor | None = None) -> Generation:
-        return self.generate(messages, max_tokens=max_tokens)
+        return self.generate(messages, max_tokens=max_tokens, stop=stop)
 
     async def astream(self, messages: Messages, *, max_tokens: int | None = None,
                       temperature: float | None = None, seed: int | None = None,
+                 stop: Sequence[str] = (),
                       executor: Executor | None = None) -> AsyncIterator[Piece]:
-        for piece in self.stream(messages, max_tokens=max_tokens):
+        for piece in self.stream(messages, max_tokens=max_tokens, stop=stop):
             yield piece

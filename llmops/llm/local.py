@@ -55,6 +55,7 @@ class LocalLLM(LLM):
     """See the module docstring."""
 
     Options = LocalOptions
+    honours = frozenset({"stop"})  # generation ends at the token that completes a stop
     options: LocalOptions
 
     def __init__(self, options: LLMOptions) -> None:
@@ -89,14 +90,15 @@ class LocalLLM(LLM):
         return self.base().batcher
 
     def _job(self, messages: Messages, max_tokens: int | None, temperature: float | None,
-             seed: int | None, sink: Any = None) -> Job:
+             seed: int | None, sink: Any = None, stop: Sequence[str] = ()) -> Job:
         b = self.batcher()
         o = self.options
         temp = o.temperature if temperature is None else temperature
         if temp < 0:
             raise BackendError(f"temperature must be >= 0, not {temp}")
         return Job(chat_ids(b.tokenizer, messages), max_tokens or o.max_tokens,
-                   Sampling(temp, o.repetition_penalty), seed, sink, adapter=self._adapter)
+                   Sampling(temp, o.repetition_penalty), seed, sink, adapter=self._adapter,
+                   stop=tuple(stop))
 
     def _generation(self, result: Result, started: float) -> Generation:
         return Generation(result.text, self.model_id, result.prompt_tokens,
@@ -104,16 +106,18 @@ class LocalLLM(LLM):
                           time.perf_counter() - started)
 
     def generate(self, messages: Messages, *, max_tokens: int | None = None,
-                 temperature: float | None = None, seed: int | None = None) -> Generation:
+                 temperature: float | None = None, seed: int | None = None,
+                 stop: Sequence[str] = ()) -> Generation:
         started = time.perf_counter()
-        job = self._job(messages, max_tokens, temperature, seed)
+        job = self._job(messages, max_tokens, temperature, seed, stop=stop)
         return self._generation(_result(self.batcher().submit(job)), started)
 
     def stream(self, messages: Messages, *, max_tokens: int | None = None,
-               temperature: float | None = None, seed: int | None = None) -> Iterator[Piece]:
+               temperature: float | None = None, seed: int | None = None,
+                 stop: Sequence[str] = ()) -> Iterator[Piece]:
         started = time.perf_counter()
         pieces: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        job = self._job(messages, max_tokens, temperature, seed, pieces.put)
+        job = self._job(messages, max_tokens, temperature, seed, pieces.put, stop)
         fut = self.batcher().submit(job)
         fut.add_done_callback(lambda _: pieces.put(END))
         try:
@@ -125,9 +129,10 @@ class LocalLLM(LLM):
 
     async def agenerate(self, messages: Messages, *, max_tokens: int | None = None,
                         temperature: float | None = None, seed: int | None = None,
+                 stop: Sequence[str] = (),
                         executor: Executor | None = None) -> Generation:
         started = time.perf_counter()
-        job = self._job(messages, max_tokens, temperature, seed)
+        job = self._job(messages, max_tokens, temperature, seed, stop=stop)
         try:
             result = await asyncio.wrap_future(self.batcher().submit(job))
         except asyncio.CancelledError:
@@ -139,6 +144,7 @@ class LocalLLM(LLM):
 
     async def astream(self, messages: Messages, *, max_tokens: int | None = None,
                       temperature: float | None = None, seed: int | None = None,
+                 stop: Sequence[str] = (),
                       executor: Executor | None = None) -> AsyncIterator[Piece]:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
@@ -148,7 +154,7 @@ class LocalLLM(LLM):
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody is reading
                 loop.call_soon_threadsafe(pieces.put_nowait, item)
 
-        job = self._job(messages, max_tokens, temperature, seed, hand)
+        job = self._job(messages, max_tokens, temperature, seed, hand, stop)
         fut = self.batcher().submit(job)
         fut.add_done_callback(lambda _: hand(END))
         try:

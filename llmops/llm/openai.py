@@ -25,13 +25,14 @@ import json
 import os
 import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator, Sequence
 from concurrent.futures import Executor
 from typing import Any, TypeVar, cast
 
 from pydantic import Field, model_validator
 
 from llmops.errors import BackendError, BackendTimeoutError
+from llmops.llm import stops
 from llmops.llm.base import LLM, Generation, LLMOptions, Messages, Piece, register_backend
 
 T = TypeVar("T")
@@ -62,6 +63,7 @@ class OpenAILLM(LLM):
     """Calls `<base_url>/chat/completions`; see the module docstring for retries."""
 
     Options = OpenAIOptions
+    honours = frozenset({"stop"})  # passed upstream, and cut here if the upstream did not
     options: OpenAIOptions
 
     def __init__(self, options: LLMOptions) -> None:
@@ -77,7 +79,7 @@ class OpenAILLM(LLM):
 
     # -- the request ---------------------------------------------------------------
     def _body(self, messages: Messages, max_tokens: int | None, temperature: float | None,
-              seed: int | None, stream: bool) -> bytes:
+              seed: int | None, stream: bool, stop: Sequence[str] = ()) -> bytes:
         import orjson
 
         o = self.options
@@ -89,6 +91,8 @@ class OpenAILLM(LLM):
         }
         if seed is not None:
             body["seed"] = seed
+        if stop:
+            body["stop"] = list(stop)
         if stream and o.stream_usage:
             body["stream_options"] = {"include_usage": True}
         return orjson.dumps(body)
@@ -140,11 +144,12 @@ class OpenAILLM(LLM):
     # -- async: the implementation -----------------------------------------------------
     async def agenerate(self, messages: Messages, *, max_tokens: int | None = None,
                         temperature: float | None = None, seed: int | None = None,
+                 stop: Sequence[str] = (),
                         executor: Executor | None = None) -> Generation:
         import orjson
 
         start = time.perf_counter()
-        resp = await self._open(self._body(messages, max_tokens, temperature, seed, False))
+        resp = await self._open(self._body(messages, max_tokens, temperature, seed, False, stop))
         try:
             raw = await resp.read()
         except asyncio.TimeoutError as exc:
@@ -156,20 +161,25 @@ class OpenAILLM(LLM):
             data = orjson.loads(raw)
             choice = data["choices"][0]
             usage = data.get("usage") or {}
+            # the upstream ends at a stop sequence; one that does not is cut here
+            text, hit = stops.cut(choice["message"]["content"] or "", stop)
             return Generation(
-                choice["message"]["content"] or "", data.get("model") or self.model_id,
+                text, data.get("model") or self.model_id,
                 _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")),
-                choice.get("finish_reason") or "stop", time.perf_counter() - start)
+                "stop" if hit else choice.get("finish_reason") or "stop",
+                time.perf_counter() - start)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise BackendError(f"{self.base_url}: malformed completion: {exc!r}") from exc
 
     async def astream(self, messages: Messages, *, max_tokens: int | None = None,
                       temperature: float | None = None, seed: int | None = None,
+                 stop: Sequence[str] = (),
                       executor: Executor | None = None) -> AsyncIterator[Piece]:
         import aiohttp
 
         start = time.perf_counter()
-        resp = await self._open(self._body(messages, max_tokens, temperature, seed, True))
+        resp = await self._open(self._body(messages, max_tokens, temperature, seed, True, stop))
+        scan = stops.StopScanner(stop)
         pieces: list[str] = []
         usage: dict[str, Any] = {}
         finish, model = "stop", self.model_id
@@ -186,9 +196,15 @@ class OpenAILLM(LLM):
                 for choice in event.get("choices") or ():
                     finish = choice.get("finish_reason") or finish
                     piece = (choice.get("delta") or {}).get("content")
-                    if piece:
-                        pieces.append(piece)
-                        yield piece
+                    if piece and not scan.hit:
+                        piece = scan.feed(piece)
+                        if piece:
+                            pieces.append(piece)
+                            yield piece
+            tail = scan.rest()
+            if tail:
+                pieces.append(tail)
+                yield tail
         except asyncio.TimeoutError as exc:
             raise BackendTimeoutError(
                 f"{self.base_url}: no data within {self.options.timeout_s:g} s") from exc
@@ -197,19 +213,21 @@ class OpenAILLM(LLM):
         finally:
             resp.release()
         yield Generation("".join(pieces), model, _count(usage.get("prompt_tokens")),
-                         _count(usage.get("completion_tokens")), finish,
+                         _count(usage.get("completion_tokens")), "stop" if scan.hit else finish,
                          time.perf_counter() - start)
 
     # -- sync: the same coroutines on a private loop ---------------------------------------
     def generate(self, messages: Messages, *, max_tokens: int | None = None,
-                 temperature: float | None = None, seed: int | None = None) -> Generation:
+                 temperature: float | None = None, seed: int | None = None,
+                 stop: Sequence[str] = ()) -> Generation:
         return _run_sync(self.agenerate(messages, max_tokens=max_tokens,
-                                        temperature=temperature, seed=seed))
+                                        temperature=temperature, seed=seed, stop=stop))
 
     def stream(self, messages: Messages, *, max_tokens: int | None = None,
-               temperature: float | None = None, seed: int | None = None) -> Iterator[Piece]:
+               temperature: float | None = None, seed: int | None = None,
+                 stop: Sequence[str] = ()) -> Iterator[Piece]:
         agen = cast(AsyncGenerator[Piece, None], self.astream(
-            messages, max_tokens=max_tokens, temperature=temperature, seed=seed))
+            messages, max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop))
         try:
             while True:
                 try:

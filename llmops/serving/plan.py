@@ -105,8 +105,16 @@ def plan(gw: Gateway, req: ChatCompletionRequest, key: KeyRecord,
         kwargs["temperature"] = req.temperature
     if req.seed is not None:
         kwargs["seed"] = req.seed
-    return Plan(rid, req.model, endpoint, variant, live_of(gw, endpoint, variant), messages,
-                inputs, kwargs, key.id, user, bool(req.stream))
+    live = live_of(gw, endpoint, variant)
+    if req.stops:
+        honours = getattr(getattr(live.chain, "llm", None), "honours", ()) if live else ("stop",)
+        if "stop" not in honours:
+            raise UnsupportedParameterError(
+                f"stop is not supported by endpoint {req.model!r}: its chain's backend "
+                "does not honour stop sequences", param="stop")
+        kwargs["stop"] = req.stops
+    return Plan(rid, req.model, endpoint, variant, live, messages, inputs, kwargs, key.id,
+                user, bool(req.stream))
 
 
 def live_of(gw: Gateway, endpoint: EndpointSpec, variant: str) -> Live | None:

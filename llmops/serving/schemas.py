@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from llmops.llm import stops
 
 
 def nul_at(value: Any, where: str = "") -> str | None:
@@ -83,6 +85,19 @@ class ChatCompletionRequest(RequestBody):
     n: int | None = Field(None, ge=1, le=1, description="only 1 is supported")
     seed: int | None = Field(None, description="sampling seed: the same seed, the same answer "
                              "(with temperature > 0, on the local backend)")
+    stop: str | list[str] | None = Field(
+        None, description="up to 4 sequences: the answer ends before the first one (not "
+        "included; finish_reason stop), streamed answers too")
+
+    @field_validator("stop")
+    @classmethod
+    def _stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        stops.normalize(value)  # ValueError: a 400 that names `stop`
+        return value
+
+    @property
+    def stops(self) -> tuple[str, ...]:
+        return stops.normalize(self.stop)
 
     def unhonoured(self) -> list[str]:
         """The parameters this request sets that the gateway does not honour, in order."""
@@ -94,7 +109,6 @@ class ChatCompletionRequest(RequestBody):
 # OpenAI chat-completion parameters not honoured yet, with the values that ask for nothing.
 # Any other parameter (a vendor extension, a typo) is refused too, unless it is None.
 UNHONOURED: dict[str, tuple[Any, ...]] = {
-    "stop": (None, [], ""),
     "top_p": (None, 1, 1.0),
     "presence_penalty": (None, 0, 0.0),
     "frequency_penalty": (None, 0, 0.0),

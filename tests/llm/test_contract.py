@@ -83,3 +83,32 @@ def test_the_async_twins_give_the_same_answers(llm: LLM) -> None:
     *pieces, last = _closing(stream())
     assert "".join(pieces) == last.text == gen.text
     assert last.completion_tokens == gen.completion_tokens
+
+
+def test_stop_ends_the_answer_before_the_first_stop_and_streams_never_pass_it(llm: LLM) -> None:
+    full = llm.generate(QUESTION)
+    pieces = [p for p in llm.stream(QUESTION) if isinstance(p, str)]
+    assert len(pieces) >= 3
+    # a stop sequence from the middle of the second piece into the third: the stream
+    # must hold back the second piece's tail until it knows
+    start = len(pieces[0]) + max(len(pieces[1]) // 2, 1) - 1
+    end = len(pieces[0]) + len(pieces[1]) + 1
+    stop = "".join(pieces)[start:end]
+    assert stop and stop in full.text
+    expected = full.text[:full.text.find(stop)]
+    gen = llm.generate(QUESTION, stop=["never in it", stop])
+    assert gen.text.rstrip() == expected.rstrip() and stop not in gen.text
+    assert gen.finish_reason == "stop"
+    assert gen.completion_tokens is not None and full.completion_tokens is not None
+    assert gen.completion_tokens <= full.completion_tokens
+    *streamed, last = list(llm.stream(QUESTION, stop=[stop]))
+    assert "".join(streamed) == last.text == gen.text and last.finish_reason == "stop"
+
+    async def collect() -> list[Any]:
+        return [p async for p in llm.astream(QUESTION, stop=[stop])]
+
+    *apieces, alast = _closing(collect())
+    assert "".join(apieces) == alast.text == gen.text
+    assert _closing(llm.agenerate(QUESTION, stop=[stop])).text == gen.text
+    # no stop found: the whole answer, as without one
+    assert llm.generate(QUESTION, stop=["never in it"]).text == full.text

@@ -3,6 +3,7 @@ the openai backend (against the mock upstream): never accepted and silently igno
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ Q = [{"role": "user", "content": "hello there"}]
 
 # Values that ask for something the gateway does not do yet: each must be refused.
 ASKING: dict[str, Any] = {
-    "stop": ["."], "top_p": 0.5, "presence_penalty": 0.5, "frequency_penalty": 0.5,
+    "top_p": 0.5, "presence_penalty": 0.5, "frequency_penalty": 0.5,
     "logit_bias": {"50256": -100}, "logprobs": True, "top_logprobs": 2,
     "response_format": {"type": "json_object"},
     "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
@@ -45,7 +46,7 @@ def test_a_parameter_not_honoured_is_refused_by_name(
 @pytest.mark.parametrize("endpoint", ["chat", "mock"])
 def test_values_that_ask_for_nothing_are_accepted(
         client: Any, keys: dict[str, str], endpoint: str) -> None:
-    off = {"stop": None, "logprobs": False, "tools": [], "top_p": 1, "tool_choice": "none",
+    off = {"logprobs": False, "tools": [], "top_p": 1, "tool_choice": "none",
            "presence_penalty": 0, "frequency_penalty": 0.0, "response_format": {"type": "text"},
            "parallel_tool_calls": True, "store": False, "service_tier": "auto", "top_k": None}
     r = client.post("/v1/chat/completions", headers=auth(keys["client"]),
@@ -75,5 +76,56 @@ def test_the_openai_client_gets_the_refusal_as_its_own_error(
     sdk = openai.OpenAI(base_url=str(client.base_url) + "/v1", api_key=keys["client"],
                         http_client=client, max_retries=0)
     with pytest.raises(openai.BadRequestError) as caught:
-        sdk.chat.completions.create(model="chat", messages=Q, stop=["Observation:"])  # type: ignore[arg-type]
-    assert caught.value.param == "stop" and caught.value.code == "unsupported_parameter"
+        sdk.chat.completions.create(model="chat", messages=Q, top_p=0.2)  # type: ignore[arg-type]
+    assert caught.value.param == "top_p" and caught.value.code == "unsupported_parameter"
+
+
+def _chat(client: Any, key: str, endpoint: str, **params: Any) -> dict[str, Any]:
+    r = client.post("/v1/chat/completions", headers=auth(key),
+                    json={"model": endpoint, "messages": Q, **params})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def _streamed(client: Any, key: str, endpoint: str, **params: Any) -> tuple[str, str | None]:
+    text, finish = "", None
+    with client.stream("POST", "/v1/chat/completions", headers=auth(key),
+                       json={"model": endpoint, "messages": Q, "stream": True, **params}) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data: {"):
+                choice = json.loads(line[6:])["choices"]
+                if choice:
+                    text += choice[0]["delta"].get("content") or ""
+                    finish = choice[0].get("finish_reason") or finish
+    return text, finish
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "mock"])
+def test_stop_ends_answers_and_streams_before_the_stop(
+        client: Any, keys: dict[str, str], mock: Any, endpoint: str) -> None:
+    key = keys["client"]
+    full = _chat(client, key, endpoint)["choices"][0]["message"]["content"]
+    words = full.split(" ")
+    stop = words[1][-1] + " " + words[2][:2]  # spans two streamed pieces (one a word)
+    expected = full[:full.index(stop)]
+    body = _chat(client, key, endpoint, stop=[stop, "never in it"])
+    choice = body["choices"][0]
+    assert (choice["message"]["content"], choice["finish_reason"]) == (expected, "stop")
+    assert _streamed(client, key, endpoint, stop=stop) == (expected, "stop")
+    if endpoint == "mock":  # passed to the upstream too
+        assert mock.state.bodies[-1]["stop"] == [stop]
+    for bad, why in ((["a", "b", "c", "d", "e"], "at most 4"), ([""], "non-empty")):
+        r = client.post("/v1/chat/completions", headers=auth(key),
+                        json={"model": endpoint, "messages": Q, "stop": bad})
+        assert r.status_code == 400 and why in r.text and "stop" in r.text
+
+
+def test_langchain_stops_where_an_agent_asks(client: Any, keys: dict[str, str]) -> None:
+    from langchain_openai import ChatOpenAI
+
+    llm = ChatOpenAI(base_url=str(client.base_url) + "/v1", api_key=keys["client"],
+                     model="mock", http_client=client, max_retries=0)
+    full = llm.invoke("hello there").content
+    assert isinstance(full, str) and "(" in full
+    assert llm.invoke("hello there", stop=["("]).content == full[:full.index("(")]
