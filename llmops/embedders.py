@@ -58,6 +58,14 @@ class Bf16Embedder:
     def get_sentence_embedding_dimension(self) -> int | None:
         return int(self.model.get_sentence_embedding_dimension())
 
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.model.max_seq_length)
+
 
 class OnnxEmbedder:
     """A sentence-transformers model run by ONNX Runtime; `encode` as sentence-transformers'.
@@ -83,10 +91,14 @@ class OnnxEmbedder:
         self.session = ort.InferenceSession(str(onnx_file), options,
                                             providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
-        self._tokenize = threading.Lock()
+        self.tokenize_lock = threading.Lock()
 
     def get_sentence_embedding_dimension(self) -> int:
         return self.dimension
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.max_length
 
     def encode(self, texts: list[str] | str, batch_size: int = 32, *,
                normalize_embeddings: bool = False, **_: Any) -> np.ndarray:
@@ -100,7 +112,7 @@ class OnnxEmbedder:
         items = [texts] if isinstance(texts, str) else list(texts)
         out = np.zeros((len(items), self.dimension), dtype=np.float32)
         for start in range(0, len(items), batch_size):
-            with self._tokenize:
+            with self.tokenize_lock:
                 enc = self.tokenizer(items[start:start + batch_size], padding=False,
                                      truncation=True, max_length=self.max_length)
             for row in range(len(enc["input_ids"])):

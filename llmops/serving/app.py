@@ -20,7 +20,16 @@ from llmops.serving import errors
 from llmops.serving.gate import KeyGate
 from llmops.serving.gateway import Gateway, GatewayOptions
 from llmops.serving.limits import BodySizeLimit
-from llmops.serving.routes import admin, chat, feedback, health, models, review, signin
+from llmops.serving.routes import (
+    admin,
+    chat,
+    embeddings,
+    feedback,
+    health,
+    models,
+    review,
+    signin,
+)
 from llmops.serving.spec import RoutesSpec, load_routes
 from llmops.store import Store
 
@@ -69,7 +78,7 @@ def create_app(
                   openapi_url="/openapi.json" if docs else None)
     app.state.gateway = gw
     errors.install(app)
-    modules = (chat, models, feedback, review, signin, admin, health)
+    modules = (chat, embeddings, models, feedback, review, signin, admin, health)
     for module in modules:
         app.include_router(module.router)  # no prefixes: the gate matches their own paths
     # outermost last: keys are checked before the body is read, then its size

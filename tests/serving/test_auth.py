@@ -29,7 +29,12 @@ def _chat_answer(r: Any, who: str, rid: str) -> bool:
 def _models(r: Any, who: str, rid: str) -> bool:
     body = r.json()
     return body["object"] == "list" and [m["id"] for m in body["data"]] == [
-        "chat", "flaky", "mock", "shadowed"]
+        "chat", "flaky", "mock", "shadowed", "embeddings"]
+
+
+def _embedded(r: Any, who: str, rid: str) -> bool:
+    body = r.json()
+    return body["model"] == "embeddings" and len(body["data"][0]["embedding"]) == 384
 
 
 def _model(r: Any, who: str, rid: str) -> bool:
@@ -100,6 +105,8 @@ def _ready(r: Any, who: str, rid: str) -> bool:
 MATRIX: list[tuple[str, str, str, Any, set[str] | None, int, Check]] = [
     ("POST", "/v1/chat/completions", "/v1/chat/completions", {"model": "chat", "messages": Q},
      {"client", "admin"}, 200, _chat_answer),
+    ("POST", "/v1/embeddings", "/v1/embeddings", {"model": "embeddings", "input": "hi",
+     "encoding_format": "float"}, {"client", "admin"}, 200, _embedded),
     ("GET", "/v1/models", "/v1/models", None, {"client", "reviewer", "admin"}, 200, _models),
     ("GET", "/v1/models/{model}", "/v1/models/chat", None, {"client", "reviewer", "admin"},
      200, _model),

@@ -18,14 +18,23 @@ def _model(gw: GatewayDep, name: str) -> Model:
 
 @router.get("/v1/models", response_model=ModelList, responses=gated())
 async def list_models(key: AnyKey, gw: GatewayDep) -> ModelList:
-    """Every endpoint of routes.yaml."""
-    return ModelList(data=[_model(gw, n) for n in sorted(gw.routes.endpoints)])
+    """Every endpoint of routes.yaml, and `embeddings` (POST /v1/embeddings)."""
+    return ModelList(data=[*(_model(gw, n) for n in sorted(gw.routes.endpoints)),
+                           _embeddings(gw)])
+
+
+def _embeddings(gw: GatewayDep) -> Model:
+    return Model(id="embeddings", created=int(gw.started),
+                 description=f"the index's embedding model ({gw.settings.embedding_identity}),"
+                             " on POST /v1/embeddings")
 
 
 @router.get("/v1/models/{model}", response_model=Model, responses=gated(404))
 async def get_model(model: str, key: AnyKey, gw: GatewayDep) -> Model:
     from llmops.errors import ModelNotFoundError
 
+    if model == "embeddings":
+        return _embeddings(gw)
     if model not in gw.routes.endpoints:
         raise ModelNotFoundError(f"the model {model!r} does not exist", param="model")
     return _model(gw, model)
