@@ -146,6 +146,26 @@ class LLM:
             halt.set()
 
 
+# Sampling arguments a backend may honour (named in its `honours`), as OpenAI defines them:
+# nucleus sampling, and penalties on the logits of tokens already in the answer.
+SAMPLING = {"top_p": (0.0, 1.0), "presence_penalty": (-2.0, 2.0),
+            "frequency_penalty": (-2.0, 2.0)}
+
+
+def check_sampling(llm: LLM, sampling: dict[str, float] | Any) -> dict[str, float]:
+    """`sampling` as floats, each one the backend honours and within OpenAI's range."""
+    out: dict[str, float] = {}
+    for name, value in sampling.items():
+        if name not in SAMPLING or name not in llm.honours:
+            raise ChainError(f"the {llm.kind or type(llm).__name__} backend does not "
+                             f"honour {name}")
+        low, high = SAMPLING[name]
+        if not low <= float(value) <= high:
+            raise ChainError(f"{name} must be within [{low:g}, {high:g}], not {value}")
+        out[name] = float(value)
+    return out
+
+
 def _stop_kw(stop: Sequence[str]) -> dict[str, Any]:
     """`stop` as a keyword only when asked for: a backend that does not honour it (no
     `stop` in its signature) still serves every request without one."""

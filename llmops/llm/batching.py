@@ -55,6 +55,9 @@ class Sampling:
 
     temperature: float = 0.0  # 0: greedy
     repetition_penalty: float = 1.0
+    top_p: float = 1.0  # nucleus sampling (with temperature > 0)
+    presence_penalty: float = 0.0  # OpenAI's: off the logit of each token already answered
+    frequency_penalty: float = 0.0  # ... times how often it was
 
 
 @dataclass(eq=False)
@@ -213,11 +216,15 @@ class Batcher:
         processors = LogitsProcessorList()
         if sampling.repetition_penalty != 1.0:
             processors.append(RowRepetitionPenalty(sampling.repetition_penalty, pads))
+        if sampling.presence_penalty or sampling.frequency_penalty:
+            processors.append(AnswerPenalties(sampling.presence_penalty,
+                                              sampling.frequency_penalty, width))
         rows = _Rows(self, batch, width)
         options: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None,
                                    "top_k": None}
         if sampling.temperature > 0:
-            options = {"do_sample": True, "temperature": sampling.temperature}
+            options = {"do_sample": True, "temperature": sampling.temperature,
+                       "top_p": sampling.top_p, "top_k": None}
         device = self.model.device
         with (self.model_lock, self.activate(batch[0].adapter),
               seeded(batch[0].seed if len(batch) == 1 else None), torch.inference_mode()):
@@ -264,6 +271,25 @@ class RowRepetitionPenalty:
         score = torch.gather(scores, 1, ids)
         score = torch.where(score < 0, score * self.penalty, score / self.penalty)
         return scores.scatter(1, ids, score)
+
+
+class AnswerPenalties:
+    """OpenAI's presence and frequency penalties: each token already in a row's answer
+    (the prompt not counted) loses `presence` from its logit, and `frequency` times the
+    number of times it appeared."""
+
+    def __init__(self, presence: float, frequency: float, width: int) -> None:
+        self.presence, self.frequency, self.width = presence, frequency, width
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        answer = input_ids[:, self.width:]
+        if answer.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores).scatter_add_(
+            1, answer, torch.ones_like(answer, dtype=scores.dtype))
+        return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
 
 
 class _Rows:

@@ -33,7 +33,16 @@ from pydantic import Field
 
 from llmops.errors import BackendError, ChainError
 from llmops.llm.adapters import SharedBase, shared_base
-from llmops.llm.base import END, LLM, Generation, LLMOptions, Messages, Piece, register_backend
+from llmops.llm.base import (
+    END,
+    LLM,
+    Generation,
+    LLMOptions,
+    Messages,
+    Piece,
+    check_sampling,
+    register_backend,
+)
 from llmops.llm.batching import Batcher, Job, Result, Sampling
 
 log = logging.getLogger(__name__)
@@ -55,7 +64,9 @@ class LocalLLM(LLM):
     """See the module docstring."""
 
     Options = LocalOptions
-    honours = frozenset({"stop"})  # generation ends at the token that completes a stop
+    # generation ends at the token that completes a stop; top_p and the OpenAI penalties
+    # are applied per row of a batch (`llmops.llm.batching`)
+    honours = frozenset({"stop", "top_p", "presence_penalty", "frequency_penalty"})
     options: LocalOptions
 
     def __init__(self, options: LLMOptions) -> None:
@@ -90,14 +101,16 @@ class LocalLLM(LLM):
         return self.base().batcher
 
     def _job(self, messages: Messages, max_tokens: int | None, temperature: float | None,
-             seed: int | None, sink: Any = None, stop: Sequence[str] = ()) -> Job:
+             seed: int | None, sink: Any = None, stop: Sequence[str] = (),
+             sampling: Mapping[str, float] | None = None) -> Job:
         b = self.batcher()
         o = self.options
         temp = o.temperature if temperature is None else temperature
         if temp < 0:
             raise BackendError(f"temperature must be >= 0, not {temp}")
         return Job(chat_ids(b.tokenizer, messages), max_tokens or o.max_tokens,
-                   Sampling(temp, o.repetition_penalty), seed, sink, adapter=self._adapter,
+                   Sampling(temp, o.repetition_penalty, **check_sampling(self, sampling or {})),
+                   seed, sink, adapter=self._adapter,
                    stop=tuple(stop))
 
     def _generation(self, result: Result, started: float) -> Generation:
@@ -107,17 +120,17 @@ class LocalLLM(LLM):
 
     def generate(self, messages: Messages, *, max_tokens: int | None = None,
                  temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = ()) -> Generation:
+                 stop: Sequence[str] = (), **sampling: float) -> Generation:
         started = time.perf_counter()
-        job = self._job(messages, max_tokens, temperature, seed, stop=stop)
+        job = self._job(messages, max_tokens, temperature, seed, stop=stop, sampling=sampling)
         return self._generation(_result(self.batcher().submit(job)), started)
 
     def stream(self, messages: Messages, *, max_tokens: int | None = None,
                temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = ()) -> Iterator[Piece]:
+                 stop: Sequence[str] = (), **sampling: float) -> Iterator[Piece]:
         started = time.perf_counter()
         pieces: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        job = self._job(messages, max_tokens, temperature, seed, pieces.put, stop)
+        job = self._job(messages, max_tokens, temperature, seed, pieces.put, stop, sampling)
         fut = self.batcher().submit(job)
         fut.add_done_callback(lambda _: pieces.put(END))
         try:
@@ -130,9 +143,9 @@ class LocalLLM(LLM):
     async def agenerate(self, messages: Messages, *, max_tokens: int | None = None,
                         temperature: float | None = None, seed: int | None = None,
                  stop: Sequence[str] = (),
-                        executor: Executor | None = None) -> Generation:
+                        executor: Executor | None = None, **sampling: float) -> Generation:
         started = time.perf_counter()
-        job = self._job(messages, max_tokens, temperature, seed, stop=stop)
+        job = self._job(messages, max_tokens, temperature, seed, stop=stop, sampling=sampling)
         try:
             result = await asyncio.wrap_future(self.batcher().submit(job))
         except asyncio.CancelledError:
@@ -145,7 +158,7 @@ class LocalLLM(LLM):
     async def astream(self, messages: Messages, *, max_tokens: int | None = None,
                       temperature: float | None = None, seed: int | None = None,
                  stop: Sequence[str] = (),
-                      executor: Executor | None = None) -> AsyncIterator[Piece]:
+                      executor: Executor | None = None, **sampling: float) -> AsyncIterator[Piece]:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[Any] = asyncio.Queue()
@@ -154,7 +167,7 @@ class LocalLLM(LLM):
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody is reading
                 loop.call_soon_threadsafe(pieces.put_nowait, item)
 
-        job = self._job(messages, max_tokens, temperature, seed, hand, stop)
+        job = self._job(messages, max_tokens, temperature, seed, hand, stop, sampling)
         fut = self.batcher().submit(job)
         fut.add_done_callback(lambda _: hand(END))
         try:

@@ -33,7 +33,15 @@ from pydantic import Field, model_validator
 
 from llmops.errors import BackendError, BackendTimeoutError
 from llmops.llm import stops
-from llmops.llm.base import LLM, Generation, LLMOptions, Messages, Piece, register_backend
+from llmops.llm.base import (
+    LLM,
+    Generation,
+    LLMOptions,
+    Messages,
+    Piece,
+    check_sampling,
+    register_backend,
+)
 
 T = TypeVar("T")
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
@@ -63,7 +71,8 @@ class OpenAILLM(LLM):
     """Calls `<base_url>/chat/completions`; see the module docstring for retries."""
 
     Options = OpenAIOptions
-    honours = frozenset({"stop"})  # passed upstream, and cut here if the upstream did not
+    # all passed upstream; stop is also cut here if the upstream did not
+    honours = frozenset({"stop", "top_p", "presence_penalty", "frequency_penalty"})
     options: OpenAIOptions
 
     def __init__(self, options: LLMOptions) -> None:
@@ -79,7 +88,8 @@ class OpenAILLM(LLM):
 
     # -- the request ---------------------------------------------------------------
     def _body(self, messages: Messages, max_tokens: int | None, temperature: float | None,
-              seed: int | None, stream: bool, stop: Sequence[str] = ()) -> bytes:
+              seed: int | None, stream: bool, stop: Sequence[str] = (),
+              sampling: dict[str, float] | None = None) -> bytes:
         import orjson
 
         o = self.options
@@ -93,6 +103,7 @@ class OpenAILLM(LLM):
             body["seed"] = seed
         if stop:
             body["stop"] = list(stop)
+        body.update(check_sampling(self, sampling or {}))
         if stream and o.stream_usage:
             body["stream_options"] = {"include_usage": True}
         return orjson.dumps(body)
@@ -145,11 +156,12 @@ class OpenAILLM(LLM):
     async def agenerate(self, messages: Messages, *, max_tokens: int | None = None,
                         temperature: float | None = None, seed: int | None = None,
                  stop: Sequence[str] = (),
-                        executor: Executor | None = None) -> Generation:
+                        executor: Executor | None = None, **sampling: float) -> Generation:
         import orjson
 
         start = time.perf_counter()
-        resp = await self._open(self._body(messages, max_tokens, temperature, seed, False, stop))
+        resp = await self._open(self._body(messages, max_tokens, temperature, seed, False, stop,
+                                           sampling))
         try:
             raw = await resp.read()
         except asyncio.TimeoutError as exc:
@@ -174,11 +186,12 @@ class OpenAILLM(LLM):
     async def astream(self, messages: Messages, *, max_tokens: int | None = None,
                       temperature: float | None = None, seed: int | None = None,
                  stop: Sequence[str] = (),
-                      executor: Executor | None = None) -> AsyncIterator[Piece]:
+                      executor: Executor | None = None, **sampling: float) -> AsyncIterator[Piece]:
         import aiohttp
 
         start = time.perf_counter()
-        resp = await self._open(self._body(messages, max_tokens, temperature, seed, True, stop))
+        resp = await self._open(self._body(messages, max_tokens, temperature, seed, True, stop,
+                                           sampling))
         scan = stops.StopScanner(stop)
         pieces: list[str] = []
         usage: dict[str, Any] = {}
@@ -219,15 +232,17 @@ class OpenAILLM(LLM):
     # -- sync: the same coroutines on a private loop ---------------------------------------
     def generate(self, messages: Messages, *, max_tokens: int | None = None,
                  temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = ()) -> Generation:
+                 stop: Sequence[str] = (), **sampling: float) -> Generation:
         return _run_sync(self.agenerate(messages, max_tokens=max_tokens,
-                                        temperature=temperature, seed=seed, stop=stop))
+                                        temperature=temperature, seed=seed, stop=stop,
+                                        **cast(dict[str, Any], sampling)))
 
     def stream(self, messages: Messages, *, max_tokens: int | None = None,
                temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = ()) -> Iterator[Piece]:
+                 stop: Sequence[str] = (), **sampling: float) -> Iterator[Piece]:
         agen = cast(AsyncGenerator[Piece, None], self.astream(
-            messages, max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop))
+            messages, max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop,
+                                        **cast(dict[str, Any], sampling)))
         try:
             while True:
                 try:

@@ -106,13 +106,17 @@ def plan(gw: Gateway, req: ChatCompletionRequest, key: KeyRecord,
     if req.seed is not None:
         kwargs["seed"] = req.seed
     live = live_of(gw, endpoint, variant)
-    if req.stops:
-        honours = getattr(getattr(live.chain, "llm", None), "honours", ()) if live else ("stop",)
-        if "stop" not in honours:
-            raise UnsupportedParameterError(
-                f"stop is not supported by endpoint {req.model!r}: its chain's backend "
-                "does not honour stop sequences", param="stop")
-        kwargs["stop"] = req.stops
+    generation: dict[str, Any] = {**({"stop": req.stops} if req.stops else {}), **req.sampling}
+    if generation and live is not None:
+        llm = getattr(live.chain, "llm", None)
+        honours: frozenset[str] = getattr(llm, "honours", frozenset())
+        for name in generation:
+            if name not in honours:
+                raise UnsupportedParameterError(
+                    f"{name} is not supported by endpoint {req.model!r}: its chain's "
+                    f"{getattr(llm, 'kind', '') or 'LLM'} backend does not honour it",
+                    param=name)
+    kwargs.update(generation)
     return Plan(rid, req.model, endpoint, variant, live, messages, inputs, kwargs, key.id,
                 user, bool(req.stream))
 

@@ -89,6 +89,17 @@ class ChatCompletionRequest(RequestBody):
         None, description="up to 4 sequences: the answer ends before the first one (not "
         "included; finish_reason stop), streamed answers too")
 
+    top_p: float | None = Field(None, ge=0, le=1, description="nucleus sampling")
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+
+    @property
+    def sampling(self) -> dict[str, float]:
+        """The sampling parameters this request sets to something other than "off"."""
+        off = {"top_p": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
+        return {k: v for k, default in off.items()
+                if (v := getattr(self, k)) is not None and v != default}
+
     @field_validator("stop")
     @classmethod
     def _stops(cls, value: str | list[str] | None) -> str | list[str] | None:
@@ -109,9 +120,6 @@ class ChatCompletionRequest(RequestBody):
 # OpenAI chat-completion parameters not honoured yet, with the values that ask for nothing.
 # Any other parameter (a vendor extension, a typo) is refused too, unless it is None.
 UNHONOURED: dict[str, tuple[Any, ...]] = {
-    "top_p": (None, 1, 1.0),
-    "presence_penalty": (None, 0, 0.0),
-    "frequency_penalty": (None, 0, 0.0),
     "logit_bias": (None, {}),
     "logprobs": (None, False),
     "top_logprobs": (None, 0),

@@ -131,8 +131,9 @@ def test_a_caller_who_leaves_frees_its_row(batcher: Batcher) -> None:
 
 def test_seeded_sampling_repeats_runs_alone_and_leaves_the_rng_alone(home: Path) -> None:
     llm = create_llm({"backend": "local", "max_tokens": 8})
-    rng = torch.get_rng_state()
     poem = _chat("Write a haiku about the sea.")
+    llm.generate(poem)  # loaded first: building a model draws on the random state
+    rng = torch.get_rng_state()
     first = llm.generate(poem, temperature=0.9, seed=3)
     assert first.finish_reason == "length" and first.completion_tokens == 8
     with ThreadPoolExecutor(3) as pool:
@@ -144,3 +145,31 @@ def test_seeded_sampling_repeats_runs_alone_and_leaves_the_rng_alone(home: Path)
     assert generate_chat(poem, max_new_tokens=8, temperature=0.9, seed=3) == first.text
     with pytest.raises(ValueError, match="temperature"):
         generate_chat(poem, temperature=-1)
+
+
+def test_top_p_and_the_openai_penalties_act_on_the_local_model(home: Path) -> None:
+    llm = create_llm({"backend": "local", "max_tokens": 24})
+    ask = _chat("Count from 1 to 20, separated by commas.")
+    greedy = llm.generate(ask)
+    # nucleus of one token: sampling at any temperature is the greedy answer
+    assert llm.generate(ask, temperature=1.5, seed=5, top_p=1e-9).text == greedy.text
+    assert llm.generate(ask, temperature=1.5, seed=5).text != greedy.text
+    # tokens already in the answer are pushed down: the greedy answer's line after line
+    # of "n. n" cannot go on
+    assert greedy.text.count("\n") >= 4
+    penalized = llm.generate(ask, presence_penalty=2.0, frequency_penalty=2.0)
+    assert penalized.text.count("\n") < greedy.text.count("\n")
+    with pytest.raises(Exception, match=r"top_p must be within \[0, 1\]"):
+        llm.generate(ask, top_p=1.5)
+    with pytest.raises(Exception, match="does not honour logit_bias"):
+        llm.generate(ask, logit_bias=1.0)  # type: ignore[arg-type]
+
+
+def test_answer_penalties_are_openais_formula() -> None:
+    from llmops.llm.batching import AnswerPenalties
+
+    scores = torch.zeros(2, 5)
+    ids = torch.tensor([[9, 9, 1, 1, 2], [9, 9, 3, 3, 3]])  # prompt width 2, then the answer
+    out = AnswerPenalties(0.5, 0.25, 2)(ids, scores)
+    assert out[0].tolist() == [0.0, -1.0, -0.75, 0.0, 0.0]  # twice: 0.5 + 2 * 0.25
+    assert out[1].tolist() == [0.0, 0.0, 0.0, -1.25, 0.0]

@@ -68,9 +68,11 @@ def test_unknown_model_raises_not_found(oai: openai.OpenAI) -> None:
     assert err.value.code == "model_not_found" and "chat" in err.value.message
 
 
-def test_models_lists_the_endpoints(oai: openai.OpenAI) -> None:
-    assert {m.id for m in oai.models.list()} == {"chat", "shadowed", "mock", "flaky"}
+def test_models_lists_the_endpoints_and_the_embedding_model(oai: openai.OpenAI) -> None:
+    assert {m.id for m in oai.models.list()} == {"chat", "shadowed", "mock", "flaky",
+                                                 "embeddings"}
     assert oai.models.retrieve("chat").id == "chat"
+    assert oai.models.retrieve("embeddings").id == "embeddings"
 
 
 @pytest.mark.parametrize(("kwargs", "error"), [

@@ -15,7 +15,6 @@ Q = [{"role": "user", "content": "hello there"}]
 
 # Values that ask for something the gateway does not do yet: each must be refused.
 ASKING: dict[str, Any] = {
-    "top_p": 0.5, "presence_penalty": 0.5, "frequency_penalty": 0.5,
     "logit_bias": {"50256": -100}, "logprobs": True, "top_logprobs": 2,
     "response_format": {"type": "json_object"},
     "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
@@ -46,12 +45,29 @@ def test_a_parameter_not_honoured_is_refused_by_name(
 @pytest.mark.parametrize("endpoint", ["chat", "mock"])
 def test_values_that_ask_for_nothing_are_accepted(
         client: Any, keys: dict[str, str], endpoint: str) -> None:
-    off = {"logprobs": False, "tools": [], "top_p": 1, "tool_choice": "none",
+    off = {"logprobs": False, "tools": [], "top_p": 1, "tool_choice": "none", "stop": None,
            "presence_penalty": 0, "frequency_penalty": 0.0, "response_format": {"type": "text"},
            "parallel_tool_calls": True, "store": False, "service_tier": "auto", "top_k": None}
     r = client.post("/v1/chat/completions", headers=auth(keys["client"]),
                     json={"model": endpoint, "messages": Q, **off})
     assert r.status_code == 200, r.text
+
+
+def test_sampling_is_honoured_by_backends_that_have_it_and_refused_by_the_others(
+        client: Any, keys: dict[str, str], mock: Any) -> None:
+    asked = {"top_p": 0.5, "presence_penalty": 0.5, "frequency_penalty": -0.5}
+    _chat(client, keys["client"], "mock", **asked)
+    assert {k: mock.state.bodies[-1][k] for k in asked} == asked  # the openai backend's
+    for name, value in asked.items():  # the fake backend has no sampling
+        r = client.post("/v1/chat/completions", headers=auth(keys["client"]),
+                        json={"model": "chat", "messages": Q, name: value})
+        assert r.status_code == 400, r.text
+        err = r.json()["error"]
+        assert (err["param"], err["code"]) == (name, "unsupported_parameter")
+        assert "fake backend does not honour it" in err["message"]
+    r = client.post("/v1/chat/completions", headers=auth(keys["client"]),
+                    json={"model": "mock", "messages": Q, "top_p": 1.5})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "top_p"
 
 
 def test_honoured_parameters_reach_the_upstream(
