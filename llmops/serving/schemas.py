@@ -117,6 +117,10 @@ class ChatCompletionRequest(RequestBody):
                 if value not in UNHONOURED.get(name, (None,))]
 
 
+# What every chat endpoint honours, whatever its backend; a backend adds its `honours`.
+HONOURED = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "seed",
+            "user", "stream", "stream_options", "n")
+
 # OpenAI chat-completion parameters not honoured yet, with the values that ask for nothing.
 # Any other parameter (a vendor extension, a typo) is refused too, unless it is None.
 UNHONOURED: dict[str, tuple[Any, ...]] = {
@@ -184,6 +188,9 @@ class Model(BaseModel):
     owned_by: str = "llmops"
     description: str = ""
     variants: list[str] = Field(default_factory=list)
+    parameters: list[str] = Field(
+        default_factory=list, description="the request parameters every loaded variant "
+        "honours (any other is refused by name); empty while none is loaded")
 
 
 class ModelList(BaseModel):

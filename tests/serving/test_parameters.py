@@ -145,3 +145,12 @@ def test_langchain_stops_where_an_agent_asks(client: Any, keys: dict[str, str]) 
     full = llm.invoke("hello there").content
     assert isinstance(full, str) and "(" in full
     assert llm.invoke("hello there", stop=["("]).content == full[:full.index("(")]
+
+
+def test_models_say_what_each_endpoint_honours(client: Any, keys: dict[str, str]) -> None:
+    models = {m["id"]: m for m in client.get("/v1/models", headers=auth(keys["client"])
+                                             ).json()["data"]}
+    assert {"seed", "stop", "top_p", "frequency_penalty"} <= set(models["mock"]["parameters"])
+    assert "stop" in models["chat"]["parameters"]  # the fake backend: stop, no sampling
+    assert "top_p" not in models["chat"]["parameters"]
+    assert not set(UNHONOURED) & set(models["mock"]["parameters"])

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter
 
 from llmops.serving.deps import AnyKey, GatewayDep
-from llmops.serving.schemas import Model, ModelList, gated
+from llmops.serving.schemas import HONOURED, Model, ModelList, gated
 
 router = APIRouter(tags=["models"])
 
@@ -13,7 +15,17 @@ router = APIRouter(tags=["models"])
 def _model(gw: GatewayDep, name: str) -> Model:
     ep = gw.routes.endpoints[name]
     return Model(id=name, created=int(gw.started), description=ep.description,
-                 variants=[v.label for v in ep.variants])
+                 variants=[v.label for v in ep.variants], parameters=_parameters(gw, ep))
+
+
+def _parameters(gw: GatewayDep, ep: Any) -> list[str]:
+    """What a request to the endpoint may set: every loaded variant's backend honours it."""
+    backends: list[frozenset[str]] = [
+        frozenset(getattr(getattr(live.chain, "llm", None), "honours", ()))
+        for v in ep.variants if (live := gw.cache.get(v.ref)) is not None]
+    if not backends:
+        return []
+    return [*HONOURED, *sorted(frozenset.intersection(*backends))]
 
 
 @router.get("/v1/models", response_model=ModelList, responses=gated())
