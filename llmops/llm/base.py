@@ -152,13 +152,20 @@ SAMPLING = {"top_p": (0.0, 1.0), "presence_penalty": (-2.0, 2.0),
             "frequency_penalty": (-2.0, 2.0)}
 
 
-def check_sampling(llm: LLM, sampling: dict[str, float] | Any) -> dict[str, float]:
-    """`sampling` as floats, each one the backend honours and within OpenAI's range."""
-    out: dict[str, float] = {}
+def check_sampling(llm: LLM, sampling: dict[str, Any] | Any) -> dict[str, Any]:
+    """`sampling` checked: each option one the backend honours, the numbers within OpenAI's
+    ranges (as floats), `response_format` one of OpenAI's (`llmops.llm.structured`)."""
+    out: dict[str, Any] = {}
     for name, value in sampling.items():
-        if name not in SAMPLING or name not in llm.honours:
+        if name not in (*SAMPLING, "response_format") or name not in llm.honours:
             raise ChainError(f"the {llm.kind or type(llm).__name__} backend does not "
                              f"honour {name}")
+        if name == "response_format":
+            from llmops.llm.structured import parse_format
+
+            parse_format(value)
+            out[name] = value
+            continue
         low, high = SAMPLING[name]
         if not low <= float(value) <= high:
             raise ChainError(f"{name} must be within [{low:g}, {high:g}], not {value}")

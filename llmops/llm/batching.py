@@ -73,6 +73,7 @@ class Job:
     cancelled: bool = False  # the caller left: stop its row at the next token
     adapter: str | None = None  # the adapter's name in the model; None: the plain base
     stop: tuple[str, ...] = ()  # stop sequences: the row ends at the token completing one
+    grammar: str | None = None  # JSON mode: an llguidance grammar the answer must follow
 
     @property
     def alone(self) -> bool:
@@ -219,6 +220,11 @@ class Batcher:
         if sampling.presence_penalty or sampling.frequency_penalty:
             processors.append(AnswerPenalties(sampling.presence_penalty,
                                               sampling.frequency_penalty, width))
+        if any(j.grammar for j in batch):  # last: nothing may lift its mask
+            from llmops.llm.structured import Grammars
+
+            processors.append(Grammars(self.tokenizer, [j.grammar for j in batch], width,
+                                       int(self.tokenizer.eos_token_id)))
         rows = _Rows(self, batch, width)
         options: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None,
                                    "top_k": None}

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 import queue
 import time
@@ -66,7 +68,8 @@ class LocalLLM(LLM):
     Options = LocalOptions
     # generation ends at the token that completes a stop; top_p and the OpenAI penalties
     # are applied per row of a batch (`llmops.llm.batching`)
-    honours = frozenset({"stop", "top_p", "presence_penalty", "frequency_penalty"})
+    honours = frozenset({"stop", "top_p", "presence_penalty", "frequency_penalty",
+                         "response_format"})  # JSON mode: constrained decoding
     options: LocalOptions
 
     def __init__(self, options: LLMOptions) -> None:
@@ -102,15 +105,17 @@ class LocalLLM(LLM):
 
     def _job(self, messages: Messages, max_tokens: int | None, temperature: float | None,
              seed: int | None, sink: Any = None, stop: Sequence[str] = (),
-             sampling: Mapping[str, float] | None = None) -> Job:
+             sampling: Mapping[str, Any] | None = None) -> Job:
         b = self.batcher()
         o = self.options
         temp = o.temperature if temperature is None else temperature
         if temp < 0:
             raise BackendError(f"temperature must be >= 0, not {temp}")
+        options = check_sampling(self, sampling or {})
+        numbers = {k: v for k, v in options.items() if k != "response_format"}
         return Job(chat_ids(b.tokenizer, messages), max_tokens or o.max_tokens,
-                   Sampling(temp, o.repetition_penalty, **check_sampling(self, sampling or {})),
-                   seed, sink, adapter=self._adapter,
+                   Sampling(temp, o.repetition_penalty, **numbers), seed, sink,
+                   adapter=self._adapter, grammar=_grammar(options.get("response_format")),
                    stop=tuple(stop))
 
     def _generation(self, result: Result, started: float) -> Generation:
@@ -120,14 +125,14 @@ class LocalLLM(LLM):
 
     def generate(self, messages: Messages, *, max_tokens: int | None = None,
                  temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = (), **sampling: float) -> Generation:
+                 stop: Sequence[str] = (), **sampling: Any) -> Generation:
         started = time.perf_counter()
         job = self._job(messages, max_tokens, temperature, seed, stop=stop, sampling=sampling)
         return self._generation(_result(self.batcher().submit(job)), started)
 
     def stream(self, messages: Messages, *, max_tokens: int | None = None,
                temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = (), **sampling: float) -> Iterator[Piece]:
+                 stop: Sequence[str] = (), **sampling: Any) -> Iterator[Piece]:
         started = time.perf_counter()
         pieces: queue.SimpleQueue[Any] = queue.SimpleQueue()
         job = self._job(messages, max_tokens, temperature, seed, pieces.put, stop, sampling)
@@ -143,7 +148,7 @@ class LocalLLM(LLM):
     async def agenerate(self, messages: Messages, *, max_tokens: int | None = None,
                         temperature: float | None = None, seed: int | None = None,
                  stop: Sequence[str] = (),
-                        executor: Executor | None = None, **sampling: float) -> Generation:
+                        executor: Executor | None = None, **sampling: Any) -> Generation:
         started = time.perf_counter()
         job = self._job(messages, max_tokens, temperature, seed, stop=stop, sampling=sampling)
         try:
@@ -158,7 +163,7 @@ class LocalLLM(LLM):
     async def astream(self, messages: Messages, *, max_tokens: int | None = None,
                       temperature: float | None = None, seed: int | None = None,
                  stop: Sequence[str] = (),
-                      executor: Executor | None = None, **sampling: float) -> AsyncIterator[Piece]:
+                      executor: Executor | None = None, **sampling: Any) -> AsyncIterator[Piece]:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[Any] = asyncio.Queue()
@@ -214,3 +219,18 @@ def generate_chat(messages: Sequence[Mapping[str, Any]], *, ref: str | None = No
         raise ValueError(f"temperature must be >= 0, not {temperature}")
     llm = LocalLLM(LocalOptions(model=ref, max_tokens=max_new_tokens, temperature=temperature))
     return llm.generate([dict(m) for m in messages], seed=seed).text
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(schema_json: str) -> str:
+    from llmops.llm.structured import compile_schema
+
+    return compile_schema(json.loads(schema_json))
+
+
+def _grammar(response_format: Any) -> str | None:
+    """The llguidance grammar of a `response_format`, compiled once per schema."""
+    from llmops.llm.structured import parse_format
+
+    schema = parse_format(response_format)
+    return None if schema is None else _compiled(json.dumps(schema, sort_keys=True))

@@ -72,7 +72,8 @@ class OpenAILLM(LLM):
 
     Options = OpenAIOptions
     # all passed upstream; stop is also cut here if the upstream did not
-    honours = frozenset({"stop", "top_p", "presence_penalty", "frequency_penalty"})
+    honours = frozenset({"stop", "top_p", "presence_penalty", "frequency_penalty",
+                         "response_format"})
     options: OpenAIOptions
 
     def __init__(self, options: LLMOptions) -> None:
@@ -89,7 +90,7 @@ class OpenAILLM(LLM):
     # -- the request ---------------------------------------------------------------
     def _body(self, messages: Messages, max_tokens: int | None, temperature: float | None,
               seed: int | None, stream: bool, stop: Sequence[str] = (),
-              sampling: dict[str, float] | None = None) -> bytes:
+              sampling: dict[str, Any] | None = None) -> bytes:
         import orjson
 
         o = self.options
@@ -156,7 +157,7 @@ class OpenAILLM(LLM):
     async def agenerate(self, messages: Messages, *, max_tokens: int | None = None,
                         temperature: float | None = None, seed: int | None = None,
                  stop: Sequence[str] = (),
-                        executor: Executor | None = None, **sampling: float) -> Generation:
+                        executor: Executor | None = None, **sampling: Any) -> Generation:
         import orjson
 
         start = time.perf_counter()
@@ -186,7 +187,7 @@ class OpenAILLM(LLM):
     async def astream(self, messages: Messages, *, max_tokens: int | None = None,
                       temperature: float | None = None, seed: int | None = None,
                  stop: Sequence[str] = (),
-                      executor: Executor | None = None, **sampling: float) -> AsyncIterator[Piece]:
+                      executor: Executor | None = None, **sampling: Any) -> AsyncIterator[Piece]:
         import aiohttp
 
         start = time.perf_counter()
@@ -232,14 +233,14 @@ class OpenAILLM(LLM):
     # -- sync: the same coroutines on a private loop ---------------------------------------
     def generate(self, messages: Messages, *, max_tokens: int | None = None,
                  temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = (), **sampling: float) -> Generation:
+                 stop: Sequence[str] = (), **sampling: Any) -> Generation:
         return _run_sync(self.agenerate(messages, max_tokens=max_tokens,
                                         temperature=temperature, seed=seed, stop=stop,
                                         **cast(dict[str, Any], sampling)))
 
     def stream(self, messages: Messages, *, max_tokens: int | None = None,
                temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = (), **sampling: float) -> Iterator[Piece]:
+                 stop: Sequence[str] = (), **sampling: Any) -> Iterator[Piece]:
         agen = cast(AsyncGenerator[Piece, None], self.astream(
             messages, max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop,
                                         **cast(dict[str, Any], sampling)))

@@ -93,10 +93,27 @@ class ChatCompletionRequest(RequestBody):
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
 
+    response_format: dict[str, Any] | None = Field(
+        None, description="JSON mode: {type: json_object} or {type: json_schema, json_schema: "
+        "{name, schema}}; the answer parses (and matches the schema)")
+
+    @field_validator("response_format")
+    @classmethod
+    def _format(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        from llmops.errors import ChainError
+        from llmops.llm.structured import parse_format
+
+        try:
+            parse_format(value)
+        except ChainError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
     @property
-    def sampling(self) -> dict[str, float]:
+    def sampling(self) -> dict[str, Any]:
         """The sampling parameters this request sets to something other than "off"."""
-        off = {"top_p": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
+        off: dict[str, Any] = {"top_p": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
+                               "response_format": {"type": "text"}}
         return {k: v for k, default in off.items()
                 if (v := getattr(self, k)) is not None and v != default}
 
@@ -127,7 +144,6 @@ UNHONOURED: dict[str, tuple[Any, ...]] = {
     "logit_bias": (None, {}),
     "logprobs": (None, False),
     "top_logprobs": (None, 0),
-    "response_format": (None, {"type": "text"}),
     "tools": (None, []),
     "tool_choice": (None, "none", "auto"),  # without tools, both mean: answer in text
     "parallel_tool_calls": (None, True, False),

@@ -16,7 +16,6 @@ Q = [{"role": "user", "content": "hello there"}]
 # Values that ask for something the gateway does not do yet: each must be refused.
 ASKING: dict[str, Any] = {
     "logit_bias": {"50256": -100}, "logprobs": True, "top_logprobs": 2,
-    "response_format": {"type": "json_object"},
     "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}],
     "tool_choice": "required", "parallel_tool_calls": "yes",
     "functions": [{"name": "f", "parameters": {}}], "function_call": {"name": "f"},
@@ -55,7 +54,8 @@ def test_values_that_ask_for_nothing_are_accepted(
 
 def test_sampling_is_honoured_by_backends_that_have_it_and_refused_by_the_others(
         client: Any, keys: dict[str, str], mock: Any) -> None:
-    asked = {"top_p": 0.5, "presence_penalty": 0.5, "frequency_penalty": -0.5}
+    asked = {"top_p": 0.5, "presence_penalty": 0.5, "frequency_penalty": -0.5,
+             "response_format": {"type": "json_object"}}
     _chat(client, keys["client"], "mock", **asked)
     assert {k: mock.state.bodies[-1][k] for k in asked} == asked  # the openai backend's
     for name, value in asked.items():  # the fake backend has no sampling
@@ -65,9 +65,10 @@ def test_sampling_is_honoured_by_backends_that_have_it_and_refused_by_the_others
         err = r.json()["error"]
         assert (err["param"], err["code"]) == (name, "unsupported_parameter")
         assert "fake backend does not honour it" in err["message"]
-    r = client.post("/v1/chat/completions", headers=auth(keys["client"]),
-                    json={"model": "mock", "messages": Q, "top_p": 1.5})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "top_p"
+    for name, bad in (("top_p", 1.5), ("response_format", {"type": "xml"})):
+        r = client.post("/v1/chat/completions", headers=auth(keys["client"]),
+                        json={"model": "mock", "messages": Q, name: bad})
+        assert r.status_code == 400 and r.json()["error"]["param"] == name, r.text
 
 
 def test_honoured_parameters_reach_the_upstream(
