@@ -217,13 +217,7 @@ def _answer(chain: Any, items: list[EvalItem], workers: int, progress: bool,
             r = chain.invoke(item.question)
         except Exception as exc:  # reported per item
             return item, None, f"{type(exc).__name__}: {str(exc)[:300]}"
-        return item, {
-            "answer": r.answer,
-            "retrieved_ids": [src.get("doc_id") or src.get("id") for src in r.sources],
-            "contexts": list(r.contexts),
-            "sources": r.sources,
-            "lineage": r.lineage.to_dict(),
-        }, None
+        return item, _output(r.answer, r.sources, r.contexts, r.lineage.to_dict()), None
 
     out: list[tuple[EvalItem, dict[str, Any] | None, str | None]] = []
     if not items:
@@ -249,14 +243,17 @@ def _answer_spark(ref: str, items: list[EvalItem], reg: Registry, s: Settings,
         if row["error"] is not None:
             results.append((item, None, row["error"]))
             continue
-        results.append((item, {
-            "answer": row["answer"],
-            "retrieved_ids": [src.get("doc_id") or src.get("id") for src in row["sources"]],
-            "contexts": list(row["contexts"]),
-            "sources": row["sources"],
-            "lineage": row["lineage"],
-        }, None))
+        results.append((item, _output(row["answer"], row["sources"], row["contexts"],
+                                      row["lineage"]), None))
     return results
+
+
+def _output(answer: str, sources: list[dict[str, Any]], contexts: Any,
+            lineage: dict[str, Any]) -> dict[str, Any]:
+    """What an evaluation keeps of one answer (and caches), whichever engine made it."""
+    return {"answer": answer,
+            "retrieved_ids": [src.get("doc_id") or src.get("id") for src in sources],
+            "contexts": list(contexts), "sources": sources, "lineage": lineage}
 
 
 def _sample(r: ItemResult) -> Sample:

@@ -89,7 +89,7 @@ class LLM:
 
     def stream(self, messages: Messages, *, max_tokens: int | None = None,
                temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = ()) -> Iterator[Piece]:
+               stop: Sequence[str] = ()) -> Iterator[Piece]:
         """Text pieces as they come, then the Generation; the default yields it all at once."""
         gen = self.generate(messages, max_tokens=max_tokens, temperature=temperature, seed=seed,
                             **_stop_kw(stop))
@@ -99,7 +99,7 @@ class LLM:
 
     async def agenerate(self, messages: Messages, *, max_tokens: int | None = None,
                         temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = (),
+                        stop: Sequence[str] = (),
                         executor: Executor | None = None) -> Generation:
         """`generate` for an event loop; the default runs it on `executor` (a thread)."""
         call = functools.partial(self.generate, messages, max_tokens=max_tokens,
@@ -109,7 +109,7 @@ class LLM:
 
     async def astream(self, messages: Messages, *, max_tokens: int | None = None,
                       temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = (),
+                      stop: Sequence[str] = (),
                       executor: Executor | None = None) -> AsyncIterator[Piece]:
         """`stream` for an event loop; the default runs it on `executor` and hands pieces over.
 

@@ -50,7 +50,7 @@ class FakeLLM(LLM):
 
     def stream(self, messages: Messages, *, max_tokens: int | None = None,
                temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = ()) -> Iterator[Piece]:
+               stop: Sequence[str] = ()) -> Iterator[Piece]:
         gen = self.generate(messages, max_tokens=max_tokens, stop=stop)
         for i, word in enumerate(gen.text.split(" ")):
             yield word if i == 0 else " " + word
@@ -58,13 +58,13 @@ class FakeLLM(LLM):
 
     async def agenerate(self, messages: Messages, *, max_tokens: int | None = None,
                         temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = (),
+                        stop: Sequence[str] = (),
                         executor: Executor | None = None) -> Generation:
         return self.generate(messages, max_tokens=max_tokens, stop=stop)
 
     async def astream(self, messages: Messages, *, max_tokens: int | None = None,
                       temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = (),
+                      stop: Sequence[str] = (),
                       executor: Executor | None = None) -> AsyncIterator[Piece]:
         for piece in self.stream(messages, max_tokens=max_tokens, stop=stop):
             yield piece

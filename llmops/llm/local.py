@@ -132,7 +132,7 @@ class LocalLLM(LLM):
 
     def stream(self, messages: Messages, *, max_tokens: int | None = None,
                temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = (), **sampling: Any) -> Iterator[Piece]:
+               stop: Sequence[str] = (), **sampling: Any) -> Iterator[Piece]:
         started = time.perf_counter()
         pieces: queue.SimpleQueue[Any] = queue.SimpleQueue()
         job = self._job(messages, max_tokens, temperature, seed, pieces.put, stop, sampling)
@@ -147,7 +147,7 @@ class LocalLLM(LLM):
 
     async def agenerate(self, messages: Messages, *, max_tokens: int | None = None,
                         temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = (),
+                        stop: Sequence[str] = (),
                         executor: Executor | None = None, **sampling: Any) -> Generation:
         started = time.perf_counter()
         job = self._job(messages, max_tokens, temperature, seed, stop=stop, sampling=sampling)
@@ -162,7 +162,7 @@ class LocalLLM(LLM):
 
     async def astream(self, messages: Messages, *, max_tokens: int | None = None,
                       temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = (),
+                      stop: Sequence[str] = (),
                       executor: Executor | None = None, **sampling: Any) -> AsyncIterator[Piece]:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()

@@ -156,7 +156,7 @@ class OpenAILLM(LLM):
     # -- async: the implementation -----------------------------------------------------
     async def agenerate(self, messages: Messages, *, max_tokens: int | None = None,
                         temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = (),
+                        stop: Sequence[str] = (),
                         executor: Executor | None = None, **sampling: Any) -> Generation:
         import orjson
 
@@ -186,7 +186,7 @@ class OpenAILLM(LLM):
 
     async def astream(self, messages: Messages, *, max_tokens: int | None = None,
                       temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = (),
+                      stop: Sequence[str] = (),
                       executor: Executor | None = None, **sampling: Any) -> AsyncIterator[Piece]:
         import aiohttp
 
@@ -240,7 +240,7 @@ class OpenAILLM(LLM):
 
     def stream(self, messages: Messages, *, max_tokens: int | None = None,
                temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = (), **sampling: Any) -> Iterator[Piece]:
+               stop: Sequence[str] = (), **sampling: Any) -> Iterator[Piece]:
         agen = cast(AsyncGenerator[Piece, None], self.astream(
             messages, max_tokens=max_tokens, temperature=temperature, seed=seed, stop=stop,
                                         **cast(dict[str, Any], sampling)))
