@@ -63,6 +63,11 @@ class AliasConflictError(RegistryError):
     http_status = 409
 
 
+class TransferError(RegistryError):
+    """A version cannot be copied between two profiles' registries (same registry on both
+    sides, an archived source, a version llmops did not register)."""
+
+
 class HubError(LlmopsError):
     """A model reference cannot be resolved to local files."""
 

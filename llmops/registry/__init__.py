@@ -7,6 +7,7 @@ version carries its git commit; alias moves are compare-and-set and audited.
 Modules, from the bottom: `refs` (references, version and audit records, tag
 names), `runs` (the MLflow client, experiments and runs: `Tracking`, `RunLog`),
 `client` (`Registry`: register, resolve, aliases, audit; `get_registry`),
+`transfer` (a version copied from one profile's registry to another's: `copy_version`),
 `cli` (`llmops registry ...`).
 
 Example:
