@@ -7,6 +7,9 @@ from typing import Any
 
 import typer
 
+from llmops.errors import RegistryError
+from llmops.registry.refs import ANY
+
 app = typer.Typer(help="Registered models: versions, aliases, audit.", no_args_is_help=True)
 
 
@@ -19,7 +22,7 @@ def history(
     name: str = typer.Argument(..., help="registered model, e.g. prompt.qa"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
 ) -> None:
-    """Every alias move and archive of a registered model: who, when, from, to, why."""
+    """Every alias move, archive and copy of a registered model: who, when, from, to, why."""
     from llmops.registry.client import get_registry
 
     records = get_registry().history(name)
@@ -30,7 +33,8 @@ def history(
         typer.echo(f"{name}: no alias moves yet")
     for r in records:
         what = f"{r.alias}: {_v(r.from_version)} -> {_v(r.to_version)}" if r.alias else (
-            f"archived version {r.to_version}")
+            f"archived version {r.to_version}" if r.action == "archive" else
+            f"version {r.to_version}")
         typer.echo(f"#{r.seq} {r.at} {r.actor} {r.action} {what}"
                    + (f"  ({r.reason})" if r.reason else ""))
 
@@ -63,6 +67,49 @@ def archive(
 
     get_registry().archive(name, version, reason)
     typer.echo(f"{name}/{version} archived: {reason}")
+
+
+@app.command("copy")
+def copy(
+    ref: str = typer.Argument(..., help="the version to copy: NAME@ALIAS or NAME/VERSION, "
+                              "e.g. chain.rag_qa@staging"),
+    from_profile: str = typer.Option(..., "--from-profile", help="profile whose registry holds it"),
+    to_profile: str = typer.Option(..., "--to-profile", help="profile whose registry gets it"),
+    alias: str = typer.Option(None, "--alias", help="then point this alias of the destination "
+                              "at the copy (e.g. production)"),
+    expect: str = typer.Option(None, "--expect", help="with --alias: the version it points at "
+                               "now in the destination, or 'none' (unset); a mismatch copies "
+                               "nothing"),
+    reason: str = typer.Option("", "--reason", help="why (kept in the audit records)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="say what would happen; change nothing"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Copy a version, with the prompt and adapter versions it pins, from one profile's
+    registry to another's; audited in both. The same content copies once."""
+    from llmops.registry.transfer import copy_version, profile_settings
+
+    if expect is not None and alias is None:
+        raise RegistryError("--expect needs --alias (it is the alias's version now)")
+    result = copy_version(
+        ref, source=profile_settings(from_profile), dest=profile_settings(to_profile),
+        alias=alias, expect=_expect(expect), reason=reason, dry_run=dry_run)
+    if as_json:
+        _print_json(result.to_dict())
+        return
+    for line in result.lines():
+        typer.echo(("dry run: " if dry_run else "") + line)
+
+
+def _expect(text: str | None) -> Any:
+    """`--expect`: a version number, None for 'none' (unset), ANY when absent."""
+    if text is None:
+        return ANY
+    value = text.strip()
+    if value.lower() == "none":
+        return None
+    if value.isascii() and value.isdigit():  # not int() alone: "²".isdigit() is true too
+        return int(value)
+    raise RegistryError(f"--expect must be a version number or 'none', not {text!r}")
 
 
 def _v(version: int | None) -> str:
