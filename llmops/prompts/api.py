@@ -80,14 +80,19 @@ class Prompt:
 
 @dataclass(frozen=True)
 class PushResult:
+    """One prompt pushed. In a dry run, `created` means it would be registered, and
+    `version` is the number it would get (the registry's next one)."""
+
     name: str
     version: int
     created: bool
     path: str
+    content_hash: str = ""
+    dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "created": self.created,
-                "path": self.path}
+                "path": self.path, "content_hash": self.content_hash, "dry_run": self.dry_run}
 
 
 def _registry(registry: Registry | None) -> Registry:
@@ -102,11 +107,12 @@ def push(
     sources: Iterable[Path | str | Prompt] | None = None,
     *,
     registry: Registry | None = None,
+    dry_run: bool = False,
 ) -> list[PushResult]:
     """Register every prompt whose content changed; unchanged ones return their version.
 
     All files are validated before anything is registered: one bad file
-    registers nothing.
+    registers nothing. `dry_run`: say what would be registered; change nothing.
     """
     reg = _registry(registry)
     items: list[tuple[PromptSpec, str]] = []
@@ -130,14 +136,31 @@ def push(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise SpecError(f"prompt(s) given twice: {', '.join(dupes)}")
+    if dry_run:
+        return [_preview_one(reg, spec, where) for spec, where in items]
     return [_push_one(reg, spec, where) for spec, where in items]
+
+
+def next_version(reg: Registry, name: str) -> int:
+    """The number the registry would give `name`'s next version."""
+    if not reg.exists(name):
+        return 1
+    return max((v.version for v in reg.list_versions(name)), default=0) + 1
+
+
+def _preview_one(reg: Registry, spec: PromptSpec, where: str) -> PushResult:
+    name, digest = spec.registered_name, spec.content_hash()
+    existing = reg.find_by_hash(name, digest)
+    if existing is not None:
+        return PushResult(name, existing.version, False, where, digest, dry_run=True)
+    return PushResult(name, next_version(reg, name), True, where, digest, dry_run=True)
 
 
 def _push_one(reg: Registry, spec: PromptSpec, where: str) -> PushResult:
     name, digest = spec.registered_name, spec.content_hash()
     existing = reg.find_by_hash(name, digest)
     if existing is not None:
-        return PushResult(name, existing.version, False, where)
+        return PushResult(name, existing.version, False, where, digest)
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / SPEC_FILE
         spec_path.write_text(spec.to_yaml())
@@ -152,7 +175,7 @@ def _push_one(reg: Registry, spec: PromptSpec, where: str) -> PushResult:
                 tags={"llmops.kind": KIND, "llmops.source_path": where,
                       **{f"prompt.tag.{k}": v for k, v in spec.tags.items()}},
             )
-    return PushResult(name, info.version, created, where)
+    return PushResult(name, info.version, created, where, digest)
 
 
 def _save_pyfunc(spec: PromptSpec, spec_path: Path, model_dir: Path) -> None:

@@ -34,17 +34,28 @@ def _json(data: object) -> None:
 def push_cmd(
     paths: list[Path] = typer.Argument(None, help="prompt files or folders (default prompts/)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="print what would be registered; change nothing"),
 ) -> None:
     """Register the prompts whose content changed; unchanged ones keep their version."""
     from llmops.prompts.api import push
 
-    results = push(paths or None)
+    results = push(paths or None, dry_run=dry_run)
     if as_json:
         _json([r.to_dict() for r in results])
         return
     for r in results:
-        state = "registered" if r.created else "unchanged,"
-        typer.echo(f"{r.name}: {state} version {r.version}")
+        if not dry_run:
+            state = "registered" if r.created else "unchanged,"
+            typer.echo(f"{r.name}: {state} version {r.version}")
+        elif r.created:
+            typer.echo(f"{r.name}: would register version {r.version} "
+                       f"(new content {r.content_hash[:12]}, {r.path})")
+        else:
+            typer.echo(f"{r.name}: unchanged, version {r.version} "
+                       f"(content {r.content_hash[:12]} already registered)")
+    if dry_run:
+        typer.echo("dry run: nothing registered")
 
 
 @app.command("list")
