@@ -20,9 +20,9 @@ from llmops.chains.config import ChainConfig, load_chain_config
 from llmops.chains.kinds import require_untrusted
 from llmops.chains.runtime import Chain
 from llmops.config import get_settings
-from llmops.errors import ChainError
+from llmops.errors import ChainError, NotFoundError
 from llmops.llm import create_llm
-from llmops.prompts.api import Prompt
+from llmops.prompts.api import Prompt, next_version
 from llmops.prompts.api import load as load_prompt
 from llmops.prompts.spec import spec_from_text
 from llmops.registry import ANY, AuditRecord, Ref, Registry, VersionInfo, get_registry
@@ -33,14 +33,21 @@ STAGES = ("staging", "production")
 
 @dataclass(frozen=True)
 class LogResult:
+    """One chain logged. In a dry run, `created` means it would be registered, `version`
+    is the number it would get, and `note` says why it cannot be known exactly."""
+
     name: str
     version: int
     created: bool
     lineage: dict[str, Any]
+    content_hash: str = ""
+    dry_run: bool = False
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "created": self.created,
-                "lineage": self.lineage}
+                "lineage": self.lineage, "content_hash": self.content_hash,
+                "dry_run": self.dry_run, "note": self.note}
 
 
 def _index_ref(cfg: ChainConfig) -> dict[str, Any] | None:
@@ -76,9 +83,38 @@ def log(
 
     `prompt` and `adapter` replace the config's references (a candidate's, say).
     Logging the same code, config and prompt version again returns the existing version.
+    `preview` says what this would do without doing it.
     """
     reg = registry or get_registry()
     code = Path(code_path)
+    cfg, p, resolved, digest, lineage = _prepare(reg, code, prompt, adapter)
+    name = cfg.registered_name
+    existing = reg.find_by_hash(name, digest)
+    if existing is not None:
+        return LogResult(name, existing.version, False, _lineage_of(existing.tags), digest)
+    resolved["content_hash"] = digest
+    with tempfile.TemporaryDirectory() as tmp:
+        prompt_path = Path(tmp) / "prompt.yaml"
+        prompt_path.write_text(p.spec.to_yaml())
+        model_dir = Path(tmp) / "model"
+        _save_pyfunc(code, resolved, prompt_path, model_dir)
+        with reg.run("chains", f"log {name}", tags={"llmops.kind": KIND}) as run:
+            run.log_params({"kind": cfg.kind, "prompt": resolved["prompt"],
+                            "backend": cfg.llm.backend,
+                            "k": cfg.retrieval.k if cfg.retrieval else "none"})
+            run.log_dict(resolved, "chain_config.json")
+            info, created = reg.register(
+                name, model_dir, content_hash=digest, run=run, description=cfg.description,
+                tags={**lineage, "llmops.source_path": str(code),
+                      **{f"chain.tag.{k}": v for k, v in cfg.tags.items()}},
+            )
+    return LogResult(name, info.version, created, _lineage_of(info.tags), digest)
+
+
+def _prepare(
+    reg: Registry, code: Path, prompt: str | None, adapter: str | None
+) -> tuple[ChainConfig, Prompt, dict[str, Any], str, dict[str, Any]]:
+    """(config, pinned prompt, resolved config, content hash, lineage tags) of a chain file."""
     cfg, p_info, p, resolved = _pinned(reg, code, prompt, adapter)
     # The hash covers everything the version does: code, exact prompt, adapter version,
     # base model and index reference (all resolved in `resolved`).
@@ -99,26 +135,37 @@ def log(
         "lineage.adapter": resolved["llm"].get("adapter") or "none",
     }
     chain_from_parts(resolved, p.spec.to_yaml())  # the kind and backend must exist
+    return cfg, p, resolved, digest, lineage
+
+
+def preview(
+    code_path: Path | str,
+    *,
+    prompt: str | None = None,
+    adapter: str | None = None,
+    registry: Registry | None = None,
+) -> LogResult:
+    """What `log` would do now (`llmops chains log --dry-run`), registering nothing.
+
+    The result has `dry_run` set; `created` means a new version would be registered.
+    A prompt or adapter reference that does not resolve yet (a first push still to
+    come) means a new version, with the reason in `note`.
+    """
+    reg = registry or get_registry()
+    code = Path(code_path)
+    try:
+        cfg, _, _, digest, lineage = _prepare(reg, code, prompt, adapter)
+    except NotFoundError as exc:
+        cfg = load_chain_config(code)
+        return LogResult(cfg.registered_name, next_version(reg, cfg.registered_name), True,
+                         {}, dry_run=True, note=f"cannot pin yet: {exc}")
     name = cfg.registered_name
     existing = reg.find_by_hash(name, digest)
     if existing is not None:
-        return LogResult(name, existing.version, False, _lineage_of(existing.tags))
-    resolved["content_hash"] = digest
-    with tempfile.TemporaryDirectory() as tmp:
-        prompt_path = Path(tmp) / "prompt.yaml"
-        prompt_path.write_text(p.spec.to_yaml())
-        model_dir = Path(tmp) / "model"
-        _save_pyfunc(code, resolved, prompt_path, model_dir)
-        with reg.run("chains", f"log {name}", tags={"llmops.kind": KIND}) as run:
-            run.log_params({"kind": cfg.kind, "prompt": p_info.ref, "backend": cfg.llm.backend,
-                            "k": cfg.retrieval.k if cfg.retrieval else "none"})
-            run.log_dict(resolved, "chain_config.json")
-            info, created = reg.register(
-                name, model_dir, content_hash=digest, run=run, description=cfg.description,
-                tags={**lineage, "llmops.source_path": str(code),
-                      **{f"chain.tag.{k}": v for k, v in cfg.tags.items()}},
-            )
-    return LogResult(name, info.version, created, _lineage_of(info.tags))
+        return LogResult(name, existing.version, False, _lineage_of(existing.tags), digest,
+                         dry_run=True)
+    return LogResult(name, next_version(reg, name), True, _lineage_of(lineage), digest,
+                     dry_run=True)
 
 
 def _pinned(

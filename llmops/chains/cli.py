@@ -21,18 +21,29 @@ def log_cmd(
     adapter: str = typer.Option(None, "--adapter",
                                 help="adapter reference to pin, e.g. adapter.house_style@staging"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="print whether a new version would be registered; change nothing"),
 ) -> None:
     """Register chain.<name>, every alias resolved to an exact version."""
-    from llmops.chains.api import log
+    from llmops.chains.api import log, preview
 
-    r = log(path, prompt=prompt, adapter=adapter)
+    r = (preview if dry_run else log)(path, prompt=prompt, adapter=adapter)
     if as_json:
         _json(r.to_dict())
         return
-    state = "registered" if r.created else "unchanged,"
-    typer.echo(f"{r.name}: {state} version {r.version}")
+    if not dry_run:
+        state = "registered" if r.created else "unchanged,"
+        typer.echo(f"{r.name}: {state} version {r.version}")
+    elif r.created:
+        why = r.note or f"new content {r.content_hash[:12]}"
+        typer.echo(f"{r.name}: would register version {r.version} ({why})")
+    else:
+        typer.echo(f"{r.name}: unchanged, version {r.version} "
+                   f"(content {r.content_hash[:12]} already registered)")
     for k, v in r.lineage.items():
         typer.echo(f"  {k}: {v}")
+    if dry_run:
+        typer.echo("dry run: nothing registered")
 
 
 @app.command("run")
