@@ -89,6 +89,7 @@ def _mount() -> None:
     from llmops.monitor.cli import monitor_app
     from llmops.prompts.cli import app as prompts_app
     from llmops.registry.cli import app as registry_app
+    from llmops.scaffold.cli import init
     from llmops.serving.cli import feedback_app, keys_app, serve
     from llmops.tabular.cli import DRIFT_SINKS, tabular_app
     from llmops.trace import trace_cmd
@@ -96,6 +97,7 @@ def _mount() -> None:
     EVALUATORS["tabular"] = _tabular_scorer  # the gate scores tabular models on held-out rows
     DRIFT_SINKS[:] = [_tabular_drift_alerts]  # tabular drift goes through the monitor's alerts
 
+    app.command("init")(init)
     app.add_typer(registry_app, name="registry")
     app.command("trace")(trace_cmd)
     app.add_typer(prompts_app, name="prompts")

@@ -263,3 +263,9 @@ class UnknownVariantError(EvalError):
     """A comparison names a variant (or chain version) with no requests in the log."""
 
     http_status = 404
+
+
+class ScaffoldError(LlmopsError):
+    """`llmops init` cannot write the project (a bad option, files it would overwrite)."""
+
+    exit_code = 2
