@@ -102,7 +102,7 @@ gates() {
   load_aliases "$profile" chains
   for chain in chains/*.py; do
     name=chain.$(basename "$chain" .py)
-    step "gate $name $* ($profile)"
+    step "gate $name${*:+ $*} ($profile)"
     rc=0
     if [[ "$(alias_of chains "$name" staging)" == "$(alias_of chains "$name" production)" ]]; then
       echo "$name: staging is production already; nothing to gate" | tee "$WORK/gate.txt"
@@ -111,7 +111,7 @@ gates() {
       cat "$WORK/gate.txt"
     fi
     if [[ -n "${GITHUB_STEP_SUMMARY:-}" ]]; then
-      { echo "### llmops gate $name $* ($profile): $([[ $rc == 0 ]] && echo pass || echo FAIL)"
+      { echo "### llmops gate $name${*:+ $*} ($profile): $([[ $rc == 0 ]] && echo pass || echo FAIL)"
         echo; echo '```'; cat "$WORK/gate.txt"; echo '```'; echo; } >> "$GITHUB_STEP_SUMMARY"
     fi
     [[ $rc == 0 ]] || failed=1
