@@ -46,15 +46,47 @@ class LLMOptions(BaseModel):
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """One token of an answer with its log probability, as OpenAI's `logprobs.content`."""
+
+    token: str
+    logprob: float
+    bytes: tuple[int, ...] | None = None  # the token's UTF-8 bytes (a piece of a character)
+    top: tuple[TokenLogprob, ...] = ()  # the most likely tokens at its place, best first
+
+    def to_openai(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"token": self.token, "logprob": self.logprob,
+                               "bytes": None if self.bytes is None else list(self.bytes)}
+        return {**out, "top_logprobs": [{"token": t.token, "logprob": t.logprob,
+                                         "bytes": None if t.bytes is None else list(t.bytes)}
+                                        for t in self.top]}
+
+    @classmethod
+    def from_openai(cls, data: dict[str, Any]) -> TokenLogprob:
+        raw = data.get("bytes")
+        return cls(str(data["token"]), float(data["logprob"]),
+                   None if raw is None else tuple(int(b) for b in raw),
+                   tuple(cls.from_openai(t) for t in data.get("top_logprobs") or ()))
+
+
+@dataclass(frozen=True)
 class Generation:
-    """One answer and what it cost (tokens as the backend counted them)."""
+    """One answer and what it cost (tokens as the backend counted them).
+
+    What a request may add: `logprobs` (asked with `logprobs`), `tool_calls` (OpenAI's
+    shape; the text may then be empty, finish_reason `tool_calls`), and with `n` > 1 the
+    other answers in `alternatives` (this one is the first; the token counts are of all).
+    """
 
     text: str
     model: str
     prompt_tokens: int | None
     completion_tokens: int | None
-    finish_reason: str = "stop"  # stop | length
+    finish_reason: str = "stop"  # stop | length | tool_calls
     latency_s: float = 0.0
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    alternatives: tuple[Generation, ...] = ()
 
 
 Piece = str | Generation  # what `stream` yields: text pieces, then one Generation
@@ -146,31 +178,60 @@ class LLM:
             halt.set()
 
 
-# Sampling arguments a backend may honour (named in its `honours`), as OpenAI defines them:
-# nucleus sampling, and penalties on the logits of tokens already in the answer.
+# Generation options a backend may honour (named in its `honours`), as OpenAI defines them:
+# nucleus sampling, penalties on the logits of tokens already in the answer, JSON mode,
+# log probabilities, several answers, and tools passed to a model that calls them.
 SAMPLING = {"top_p": (0.0, 1.0), "presence_penalty": (-2.0, 2.0),
             "frequency_penalty": (-2.0, 2.0)}
+OPTIONS = (*SAMPLING, "response_format", "logprobs", "top_logprobs", "n", "tools",
+           "tool_choice", "parallel_tool_calls")
+MAX_TOP_LOGPROBS = 20  # OpenAI's bound
+MAX_N = 8  # answers per request, at most
 
 
-def check_sampling(llm: LLM, sampling: dict[str, Any] | Any) -> dict[str, Any]:
-    """`sampling` checked: each option one the backend honours, the numbers within OpenAI's
-    ranges (as floats), `response_format` one of OpenAI's (`llmops.llm.structured`)."""
+def check_options(llm: LLM, options: dict[str, Any] | Any) -> dict[str, Any]:
+    """Generation `options` checked: each one the backend honours, with a value within
+    OpenAI's bounds; numbers as floats, `response_format` one of OpenAI's
+    (`llmops.llm.structured`)."""
     out: dict[str, Any] = {}
-    for name, value in sampling.items():
-        if name not in (*SAMPLING, "response_format") or name not in llm.honours:
+    for name, value in options.items():
+        if name not in OPTIONS or name not in llm.honours:
             raise ChainError(f"the {llm.kind or type(llm).__name__} backend does not "
                              f"honour {name}")
-        if name == "response_format":
-            from llmops.llm.structured import parse_format
-
-            parse_format(value)
-            out[name] = value
-            continue
-        low, high = SAMPLING[name]
-        if not low <= float(value) <= high:
-            raise ChainError(f"{name} must be within [{low:g}, {high:g}], not {value}")
-        out[name] = float(value)
+        out[name] = _checked(name, value)
+    if "top_logprobs" in out and not out.get("logprobs"):
+        raise ChainError("top_logprobs needs logprobs: true")
     return out
+
+
+def _checked(name: str, value: Any) -> Any:
+    if name in SAMPLING:
+        low, high = SAMPLING[name]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not (
+                low <= float(value) <= high):
+            raise ChainError(f"{name} must be a number within [{low:g}, {high:g}], not {value!r}")
+        return float(value)
+    if name == "response_format":
+        from llmops.llm.structured import parse_format
+
+        parse_format(value)
+    elif name in ("logprobs", "parallel_tool_calls") and not isinstance(value, bool):
+        raise ChainError(f"{name} must be true or false, not {value!r}")
+    elif name == "top_logprobs" and not _int_within(value, 0, MAX_TOP_LOGPROBS):
+        raise ChainError(f"top_logprobs must be an integer within [0, {MAX_TOP_LOGPROBS}], "
+                         f"not {value!r}")
+    elif name == "n" and not _int_within(value, 1, MAX_N):
+        raise ChainError(f"n must be an integer within [1, {MAX_N}], not {value!r}")
+    elif name == "tools" and not (isinstance(value, list) and all(
+            isinstance(t, dict) and t.get("type") == "function"
+            and isinstance(t.get("function"), dict) and t["function"].get("name")
+            for t in value)):
+        raise ChainError("tools must be a list of {type: function, function: {name, ...}}")
+    return value
+
+
+def _int_within(value: Any, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def _stop_kw(stop: Sequence[str]) -> dict[str, Any]:

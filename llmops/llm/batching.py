@@ -23,7 +23,7 @@ whoever changes the model's layers takes too.
 Exactness: greedy rows give the tokens they would give alone. Padding is
 masked out of attention (positions follow the mask), and the repetition
 penalty, which transformers applies over all input ids, is applied here over
-each row's own tokens only (`RowRepetitionPenalty`). A seeded sampling job
+each row's own tokens only (`llmops.llm.penalties`). A seeded sampling job
 runs alone so its seed makes it repeatable.
 """
 
@@ -41,6 +41,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmops.llm import stops
+from llmops.llm.base import TokenLogprob
+from llmops.llm.logprobs import Logprobs, answer_logprobs
+from llmops.llm.penalties import AnswerPenalties, RowRepetitionPenalty
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,7 @@ class Job:
     adapter: str | None = None  # the adapter's name in the model; None: the plain base
     stop: tuple[str, ...] = ()  # stop sequences: the row ends at the token completing one
     grammar: str | None = None  # JSON mode: an llguidance grammar the answer must follow
+    logprobs: int | None = None  # keep each token's log probability and this many best others
 
     @property
     def alone(self) -> bool:
@@ -94,6 +98,7 @@ class Result:
     finish_reason: str  # stop | length
     batch_size: int  # how many jobs shared the generate call
     token_ids: tuple[int, ...] = ()  # the new tokens
+    logprobs: tuple[TokenLogprob, ...] | None = None  # of the answer's tokens, when asked
 
 
 Activate = Callable[[str | None], contextlib.AbstractContextManager[Any]]
@@ -225,7 +230,11 @@ class Batcher:
 
             processors.append(Grammars(self.tokenizer, [j.grammar for j in batch], width,
                                        int(self.tokenizer.eos_token_id)))
-        rows = _Rows(self, batch, width)
+        scores = None
+        if any(j.logprobs is not None for j in batch):  # after the mask: it reads what is left
+            scores = Logprobs([j.logprobs for j in batch])
+            processors.append(scores)
+        rows = _Rows(self, batch, width, scores)
         options: dict[str, Any] = {"do_sample": False, "temperature": None, "top_p": None,
                                    "top_k": None}
         if sampling.temperature > 0:
@@ -249,53 +258,10 @@ class Batcher:
             if job.stop:
                 text = stops.cut(text, job.stop)[0].rstrip()
             rows.flush(i, text)
+            logprobs = None if scores is None or job.logprobs is None else answer_logprobs(
+                self.tokenizer, scores.records[i], tokens, text, self.eos_ids)
             job.future.set_result(Result(text, len(job.ids), len(tokens), finish, len(batch),
-                                         tuple(tokens)))
-
-
-class RowRepetitionPenalty:
-    """transformers' repetition penalty over each row's own tokens, left padding excluded.
-
-    The penalty scales the scores of every token already in the sequence; a
-    row's padding would add the pad token (often end-of-sequence) to its set
-    and change its answer. Each pad position takes the row's first real token
-    instead, which is in the set anyway.
-    """
-
-    def __init__(self, penalty: float, pads: list[int]) -> None:
-        self.penalty, self.pads = penalty, pads
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        import torch
-
-        ids = input_ids
-        if any(self.pads):
-            ids = input_ids.clone()
-            for row, pad in enumerate(self.pads):
-                if pad:
-                    ids[row, :pad] = input_ids[row, pad]
-        score = torch.gather(scores, 1, ids)
-        score = torch.where(score < 0, score * self.penalty, score / self.penalty)
-        return scores.scatter(1, ids, score)
-
-
-class AnswerPenalties:
-    """OpenAI's presence and frequency penalties: each token already in a row's answer
-    (the prompt not counted) loses `presence` from its logit, and `frequency` times the
-    number of times it appeared."""
-
-    def __init__(self, presence: float, frequency: float, width: int) -> None:
-        self.presence, self.frequency, self.width = presence, frequency, width
-
-    def __call__(self, input_ids: Any, scores: Any) -> Any:
-        import torch
-
-        answer = input_ids[:, self.width:]
-        if answer.shape[1] == 0:
-            return scores
-        counts = torch.zeros_like(scores).scatter_add_(
-            1, answer, torch.ones_like(answer, dtype=scores.dtype))
-        return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
+                                         tuple(tokens), logprobs))
 
 
 class _Rows:
@@ -305,9 +271,10 @@ class _Rows:
     caller left) and as the streamer (each streaming row's new text goes to its sink).
     """
 
-    def __init__(self, batcher: Batcher, batch: list[Job], width: int) -> None:
+    def __init__(self, batcher: Batcher, batch: list[Job], width: int,
+                 scores: Logprobs | None = None) -> None:
         self.tokenizer, self.eos_ids, self.batch = batcher.tokenizer, batcher.eos_ids, batch
-        self.width = width
+        self.width, self.scores = width, scores
         self.tokens: list[list[int]] = [[] for _ in batch]
         self.ended = [False] * len(batch)
         self.stopped = [False] * len(batch)  # ended by a stop sequence
@@ -330,6 +297,8 @@ class _Rows:
             if self.ended[i]:
                 continue
             self.tokens[i].append(token)
+            if self.scores is not None:
+                self.scores.chosen(i, token)
             if token in self.eos_ids or len(self.tokens[i]) >= job.max_new_tokens:
                 self.ended[i] = True
             if job.stop or (job.sink is not None and not job.cancelled):

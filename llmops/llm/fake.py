@@ -2,8 +2,10 @@
 
 The answer names a digest of every message it was given (so a change anywhere
 in the conversation changes it) and repeats the last user message's last
-words; a word is a token. `FakeLLM.last_messages` holds what the latest call
-received, so a test can check exactly what reached the model.
+words; a word is a token. Like a sampler, it answers the same for any seed at
+temperature 0, and differently per seed above it (the same seed, the same answer).
+`FakeLLM.last_messages` holds what the latest call received, so a test can check
+exactly what reached the model.
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ class FakeLLM(LLM):
                  stop: Sequence[str] = ()) -> Generation:
         self.last_messages = [dict(m) for m in messages]
         last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        digest = hashlib.sha256(json.dumps(messages).encode()).hexdigest()[:8]
+        sampled = seed if temperature else None
+        digest = hashlib.sha256(json.dumps([messages, sampled] if sampled is not None
+                                           else messages).encode()).hexdigest()[:8]
         words = f"fake answer {digest}: {' '.join(last.split()[-12:])}".split()
         limit = max_tokens or self.options.max_tokens
         finish = "length" if len(words) > limit else "stop"
@@ -51,7 +55,8 @@ class FakeLLM(LLM):
     def stream(self, messages: Messages, *, max_tokens: int | None = None,
                temperature: float | None = None, seed: int | None = None,
                stop: Sequence[str] = ()) -> Iterator[Piece]:
-        gen = self.generate(messages, max_tokens=max_tokens, stop=stop)
+        gen = self.generate(messages, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                            stop=stop)
         for i, word in enumerate(gen.text.split(" ")):
             yield word if i == 0 else " " + word
         yield gen
@@ -60,11 +65,13 @@ class FakeLLM(LLM):
                         temperature: float | None = None, seed: int | None = None,
                         stop: Sequence[str] = (),
                         executor: Executor | None = None) -> Generation:
-        return self.generate(messages, max_tokens=max_tokens, stop=stop)
+        return self.generate(messages, max_tokens=max_tokens, temperature=temperature, seed=seed,
+                             stop=stop)
 
     async def astream(self, messages: Messages, *, max_tokens: int | None = None,
                       temperature: float | None = None, seed: int | None = None,
                       stop: Sequence[str] = (),
                       executor: Executor | None = None) -> AsyncIterator[Piece]:
-        for piece in self.stream(messages, max_tokens=max_tokens, stop=stop):
+        for piece in self.stream(messages, max_tokens=max_tokens, temperature=temperature,
+                                 seed=seed, stop=stop):
             yield piece

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -42,7 +43,7 @@ from llmops.llm.base import (
     LLMOptions,
     Messages,
     Piece,
-    check_sampling,
+    check_options,
     register_backend,
 )
 from llmops.llm.batching import Batcher, Job, Result, Sampling
@@ -67,9 +68,10 @@ class LocalLLM(LLM):
 
     Options = LocalOptions
     # generation ends at the token that completes a stop; top_p and the OpenAI penalties
-    # are applied per row of a batch (`llmops.llm.batching`)
+    # are applied per row of a batch (`llmops.llm.batching`); JSON mode is constrained
+    # decoding; logprobs come from the scores each row chose from; n answers share a batch
     honours = frozenset({"stop", "top_p", "presence_penalty", "frequency_penalty",
-                         "response_format"})  # JSON mode: constrained decoding
+                         "response_format", "logprobs", "top_logprobs", "n"})
     options: LocalOptions
 
     def __init__(self, options: LLMOptions) -> None:
@@ -103,67 +105,86 @@ class LocalLLM(LLM):
         """The batch worker of this backend's base model (shared with its other adapters)."""
         return self.base().batcher
 
-    def _job(self, messages: Messages, max_tokens: int | None, temperature: float | None,
-             seed: int | None, sink: Any = None, stop: Sequence[str] = (),
-             sampling: Mapping[str, Any] | None = None) -> Job:
+    def _jobs(self, messages: Messages, max_tokens: int | None, temperature: float | None,
+              seed: int | None, sink: Any = None, stop: Sequence[str] = (),
+              options: Mapping[str, Any] | None = None) -> list[Job]:
+        """The jobs of one request: `n` of them (answer i seeded `seed + i`), the first one
+        streaming to `sink`."""
         b = self.batcher()
         o = self.options
         temp = o.temperature if temperature is None else temperature
         if temp < 0:
             raise BackendError(f"temperature must be >= 0, not {temp}")
-        options = check_sampling(self, sampling or {})
-        numbers = {k: v for k, v in options.items() if k != "response_format"}
-        return Job(chat_ids(b.tokenizer, messages), max_tokens or o.max_tokens,
-                   Sampling(temp, o.repetition_penalty, **numbers), seed, sink,
-                   adapter=self._adapter, grammar=_grammar(options.get("response_format")),
-                   stop=tuple(stop))
+        opts = check_options(self, options or {})
+        n, grammar = opts.pop("n", 1), _grammar(opts.pop("response_format", None))
+        top = opts.pop("top_logprobs", 0)
+        logprobs = top if opts.pop("logprobs", False) else None
+        ids, sampling = chat_ids(b.tokenizer, messages), Sampling(temp, o.repetition_penalty,
+                                                                  **opts)
+        return [Job(ids, max_tokens or o.max_tokens, sampling,
+                    None if seed is None else seed + i, sink if i == 0 else None,
+                    adapter=self._adapter, grammar=grammar, stop=tuple(stop), logprobs=logprobs)
+                for i in range(n)]
 
-    def _generation(self, result: Result, started: float) -> Generation:
-        return Generation(result.text, self.model_id, result.prompt_tokens,
-                          result.completion_tokens, result.finish_reason,
-                          time.perf_counter() - started)
+    def _submit(self, jobs: list[Job]) -> list[Future[Result]]:
+        batcher = self.batcher()
+        return [batcher.submit(job) for job in jobs]
+
+    def _generation(self, results: Sequence[Result], started: float) -> Generation:
+        latency = time.perf_counter() - started
+        first, *rest = [Generation(r.text, self.model_id, r.prompt_tokens, r.completion_tokens,
+                                   r.finish_reason, latency, logprobs=r.logprobs)
+                        for r in results]
+        if not rest:
+            return first
+        return dataclasses.replace(first, alternatives=tuple(rest), completion_tokens=sum(
+            r.completion_tokens for r in results))
 
     def generate(self, messages: Messages, *, max_tokens: int | None = None,
                  temperature: float | None = None, seed: int | None = None,
-                 stop: Sequence[str] = (), **sampling: Any) -> Generation:
+                 stop: Sequence[str] = (), **options: Any) -> Generation:
         started = time.perf_counter()
-        job = self._job(messages, max_tokens, temperature, seed, stop=stop, sampling=sampling)
-        return self._generation(_result(self.batcher().submit(job)), started)
+        futures = self._submit(self._jobs(messages, max_tokens, temperature, seed, stop=stop,
+                                          options=options))
+        return self._generation([_result(f) for f in futures], started)
 
     def stream(self, messages: Messages, *, max_tokens: int | None = None,
                temperature: float | None = None, seed: int | None = None,
-               stop: Sequence[str] = (), **sampling: Any) -> Iterator[Piece]:
+               stop: Sequence[str] = (), **options: Any) -> Iterator[Piece]:
         started = time.perf_counter()
         pieces: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        job = self._job(messages, max_tokens, temperature, seed, pieces.put, stop, sampling)
-        fut = self.batcher().submit(job)
-        fut.add_done_callback(lambda _: pieces.put(END))
+        jobs = self._jobs(messages, max_tokens, temperature, seed, pieces.put, stop, options)
+        futures = self._submit(jobs)
+        futures[0].add_done_callback(lambda _: pieces.put(END))
         try:
             while (item := pieces.get()) is not END:
                 yield item
+            results = [_result(f) for f in futures]
         finally:
-            job.cancelled = True  # a reader that leaves early frees its row
-        yield self._generation(_result(fut), started)
+            for job in jobs:  # a reader that leaves early frees its rows
+                job.cancelled = True
+        yield self._generation(results, started)
 
     async def agenerate(self, messages: Messages, *, max_tokens: int | None = None,
                         temperature: float | None = None, seed: int | None = None,
                         stop: Sequence[str] = (),
-                        executor: Executor | None = None, **sampling: Any) -> Generation:
+                        executor: Executor | None = None, **options: Any) -> Generation:
         started = time.perf_counter()
-        job = self._job(messages, max_tokens, temperature, seed, stop=stop, sampling=sampling)
+        jobs = self._jobs(messages, max_tokens, temperature, seed, stop=stop, options=options)
         try:
-            result = await asyncio.wrap_future(self.batcher().submit(job))
+            results = await asyncio.gather(*map(asyncio.wrap_future, self._submit(jobs)))
         except asyncio.CancelledError:
-            job.cancelled = True
+            for job in jobs:
+                job.cancelled = True
             raise
         except Exception as exc:
             raise _failed(exc) from exc
-        return self._generation(result, started)
+        return self._generation(results, started)
 
     async def astream(self, messages: Messages, *, max_tokens: int | None = None,
                       temperature: float | None = None, seed: int | None = None,
                       stop: Sequence[str] = (),
-                      executor: Executor | None = None, **sampling: Any) -> AsyncIterator[Piece]:
+                      executor: Executor | None = None, **options: Any) -> AsyncIterator[Piece]:
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue[Any] = asyncio.Queue()
@@ -172,15 +193,20 @@ class LocalLLM(LLM):
             with contextlib.suppress(RuntimeError):  # the loop closed: nobody is reading
                 loop.call_soon_threadsafe(pieces.put_nowait, item)
 
-        job = self._job(messages, max_tokens, temperature, seed, hand, stop, sampling)
-        fut = self.batcher().submit(job)
-        fut.add_done_callback(lambda _: hand(END))
+        jobs = self._jobs(messages, max_tokens, temperature, seed, hand, stop, options)
+        futures = self._submit(jobs)
+        futures[0].add_done_callback(lambda _: hand(END))
         try:
             while (item := await pieces.get()) is not END:
                 yield item
+            try:
+                results = await asyncio.gather(*map(asyncio.wrap_future, futures))
+            except Exception as exc:
+                raise _failed(exc) from exc
         finally:
-            job.cancelled = True
-        yield self._generation(_result(fut), started)
+            for job in jobs:
+                job.cancelled = True
+        yield self._generation(results, started)
 
 
 def _result(fut: Future[Result]) -> Result:

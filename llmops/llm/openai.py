@@ -21,7 +21,6 @@ import asyncio
 import atexit
 import contextlib
 import itertools
-import json
 import os
 import threading
 import time
@@ -39,9 +38,11 @@ from llmops.llm.base import (
     LLMOptions,
     Messages,
     Piece,
-    check_sampling,
+    TokenLogprob,
+    check_options,
     register_backend,
 )
+from llmops.llm.wire import DONE, ToolCalls, error_text, logprobs_of, sse_event
 
 T = TypeVar("T")
 RETRYABLE = {408, 409, 429, 500, 502, 503, 504}
@@ -71,9 +72,11 @@ class OpenAILLM(LLM):
     """Calls `<base_url>/chat/completions`; see the module docstring for retries."""
 
     Options = OpenAIOptions
-    # all passed upstream; stop is also cut here if the upstream did not
+    # all passed upstream; stop is also cut here if the upstream did not; the tool calls
+    # and log probabilities the upstream returns come back in the Generation
     honours = frozenset({"stop", "top_p", "presence_penalty", "frequency_penalty",
-                         "response_format"})
+                         "response_format", "logprobs", "top_logprobs", "tools", "tool_choice",
+                         "parallel_tool_calls"})
     options: OpenAIOptions
 
     def __init__(self, options: LLMOptions) -> None:
@@ -104,7 +107,7 @@ class OpenAILLM(LLM):
             body["seed"] = seed
         if stop:
             body["stop"] = list(stop)
-        body.update(check_sampling(self, sampling or {}))
+        body.update(check_options(self, sampling or {}))
         if stream and o.stream_usage:
             body["stream_options"] = {"include_usage": True}
         return orjson.dumps(body)
@@ -144,7 +147,7 @@ class OpenAILLM(LLM):
                     raw = await resp.read()
                 finally:
                     resp.release()
-                failure = BackendError(f"{self.base_url}: HTTP {resp.status}: {_error_text(raw)}")
+                failure = BackendError(f"{self.base_url}: HTTP {resp.status}: {error_text(raw)}")
                 cause, retry_after = None, resp.headers.get("retry-after")
                 if resp.status not in RETRYABLE:
                     raise failure
@@ -180,7 +183,8 @@ class OpenAILLM(LLM):
                 text, data.get("model") or self.model_id,
                 _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens")),
                 "stop" if hit else choice.get("finish_reason") or "stop",
-                time.perf_counter() - start)
+                time.perf_counter() - start, logprobs=logprobs_of(choice.get("logprobs")),
+                tool_calls=tuple(choice["message"].get("tool_calls") or ()))
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise BackendError(f"{self.base_url}: malformed completion: {exc!r}") from exc
 
@@ -195,11 +199,13 @@ class OpenAILLM(LLM):
                                            sampling))
         scan = stops.StopScanner(stop)
         pieces: list[str] = []
+        calls = ToolCalls()
+        logprobs: list[TokenLogprob] | None = None
         usage: dict[str, Any] = {}
         finish, model = "stop", self.model_id
         try:
             async for raw in resp.content:
-                event = _sse_event(raw.decode())
+                event = sse_event(raw.decode())
                 if event is None:
                     continue
                 if event is DONE:
@@ -209,7 +215,11 @@ class OpenAILLM(LLM):
                 usage = event.get("usage") or usage
                 for choice in event.get("choices") or ():
                     finish = choice.get("finish_reason") or finish
-                    piece = (choice.get("delta") or {}).get("content")
+                    delta = choice.get("delta") or {}
+                    calls.feed(delta.get("tool_calls"))
+                    if (more := logprobs_of(choice.get("logprobs"))) is not None:
+                        logprobs = [*(logprobs or ()), *more]
+                    piece = delta.get("content")
                     if piece and not scan.hit:
                         piece = scan.feed(piece)
                         if piece:
@@ -228,7 +238,9 @@ class OpenAILLM(LLM):
             resp.release()
         yield Generation("".join(pieces), model, _count(usage.get("prompt_tokens")),
                          _count(usage.get("completion_tokens")), "stop" if scan.hit else finish,
-                         time.perf_counter() - start)
+                         time.perf_counter() - start,
+                         logprobs=None if logprobs is None else tuple(logprobs),
+                         tool_calls=calls.done())
 
     # -- sync: the same coroutines on a private loop ---------------------------------------
     def generate(self, messages: Messages, *, max_tokens: int | None = None,
@@ -269,36 +281,6 @@ def _backoff(attempt: int, retry_after: str | None) -> float:
 
 def _count(value: Any) -> int | None:
     return int(value) if isinstance(value, int | float) else None
-
-
-DONE = object()
-
-
-def _sse_event(line: str) -> dict[str, Any] | object | None:
-    """One server-sent event line as its JSON object, `DONE`, or None (not an event)."""
-    line = line.strip()
-    if not line.startswith("data:"):
-        return None
-    payload = line[5:].strip()
-    if payload == "[DONE]":
-        return DONE
-    try:
-        event = json.loads(payload)
-    except ValueError as exc:
-        raise BackendError(f"malformed stream event: {payload[:200]!r}") from exc
-    if not isinstance(event, dict):
-        raise BackendError(f"malformed stream event: {payload[:200]!r}")
-    if "error" in event:
-        raise BackendError(f"stream failed: {_error_text(payload.encode())}")
-    return event
-
-
-def _error_text(raw: bytes) -> str:
-    try:
-        err = json.loads(raw).get("error", {})
-        return str(err.get("message") or err)[:500]
-    except (ValueError, AttributeError):
-        return raw.decode("utf-8", "replace")[:500]
 
 
 def _env_proxy(url: str) -> str | None:

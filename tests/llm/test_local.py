@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from llmops.llm import Generation, create_llm, generate_chat
-from llmops.llm.batching import Batcher, Job, RowRepetitionPenalty, Sampling
+from llmops.llm.batching import Batcher, Job, Sampling
 from llmops.llm.local import chat_ids
+from llmops.llm.penalties import RowRepetitionPenalty
 
 pytestmark = pytest.mark.slow
 
@@ -166,7 +167,7 @@ def test_top_p_and_the_openai_penalties_act_on_the_local_model(home: Path) -> No
 
 
 def test_answer_penalties_are_openais_formula() -> None:
-    from llmops.llm.batching import AnswerPenalties
+    from llmops.llm.penalties import AnswerPenalties
 
     scores = torch.zeros(2, 5)
     ids = torch.tensor([[9, 9, 1, 1, 2], [9, 9, 3, 3, 3]])  # prompt width 2, then the answer
