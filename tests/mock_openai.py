@@ -43,9 +43,39 @@ class MockState:
 
 
 def _answer(body: dict[str, Any]) -> str:
-    last = next((m["content"] for m in reversed(body.get("messages", []))
-                 if m.get("role") == "user"), "")
+    messages = body.get("messages", [])
+    if messages and messages[-1].get("role") == "tool":  # a tool answered: say what it said
+        return f"the tool said {messages[-1]['content']}"
+    last = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
     return f"mock answer ({len(last)} chars asked)"
+
+
+def _tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """With tools (and no tool result yet): a call of the first tool (or the one chosen)."""
+    tools, choice = body.get("tools") or [], body.get("tool_choice")
+    messages = body.get("messages", [])
+    if not tools or choice == "none" or (messages and messages[-1].get("role") == "tool"):
+        return None
+    name = (choice or {}).get("function", {}).get("name") if isinstance(choice, dict) else None
+    last = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
+    return {"id": "call_mock1", "type": "function",
+            "function": {"name": name or tools[0]["function"]["name"],
+                         "arguments": json.dumps({"question": last})}}
+
+
+def _logprobs(body: dict[str, Any], pieces: list[str]) -> dict[str, Any] | None:
+    """Made-up log probabilities of the answer's pieces, when asked for."""
+    if not body.get("logprobs"):
+        return None
+    top = int(body.get("top_logprobs") or 0)
+
+    def entry(token: str, lp: float) -> dict[str, Any]:
+        return {"token": token, "logprob": lp, "bytes": list(token.encode())}
+
+    return {"content": [{**entry(p, -0.1 * (i + 1)),
+                         "top_logprobs": [entry(p, -0.1 * (i + 1)), *(
+                             entry(f"alt{k}", -1.0 - k) for k in range(top - 1))][:top]}
+                        for i, p in enumerate(pieces)]}
 
 
 def make_app(state: MockState) -> FastAPI:
@@ -73,16 +103,31 @@ def make_app(state: MockState) -> FastAPI:
         usage = {"prompt_tokens": 10, "completion_tokens": len(text.split()),
                  "total_tokens": 10 + len(text.split())}
         created = int(time.time())
+        call = _tool_call(body)
+        parts = [w if i == 0 else " " + w for i, w in enumerate(text.split(" "))]
         if body.get("stream"):
             async def events() -> Any:
-                parts = text.split(" ")
-                for i, word in enumerate(parts):
-                    piece = word if i == 0 else " " + word
-                    chunk = {"id": "mock-1", "object": "chat.completion.chunk", "created": created,
-                             "model": body.get("model", "mock"),
-                             "choices": [{"index": 0, "delta": {"content": piece},
-                                          "finish_reason": finish if i == len(parts) - 1
-                                          else None}]}
+                head = {"id": "mock-1", "object": "chat.completion.chunk", "created": created,
+                        "model": body.get("model", "mock")}
+                if call is not None:  # the call in three deltas, as OpenAI streams one
+                    args = call["function"]["arguments"]
+                    for delta in ({"index": 0, "id": call["id"], "type": "function",
+                                   "function": {"name": call["function"]["name"],
+                                                "arguments": ""}},
+                                  {"index": 0, "function": {"arguments": args[:5]}},
+                                  {"index": 0, "function": {"arguments": args[5:]}}):
+                        chunk = {**head, "choices": [{"index": 0, "delta": {
+                            "tool_calls": [delta]}, "finish_reason": None}]}
+                        yield f"data: {json.dumps(chunk)}\n\n"
+                    chunk = {**head, "choices": [{"index": 0, "delta": {},
+                                                  "finish_reason": "tool_calls"}]}
+                    yield f"data: {json.dumps(chunk)}\n\n"
+                for i, piece in enumerate(parts if call is None else []):
+                    lp = _logprobs(body, [piece])
+                    chunk = {**head, "choices": [{"index": 0, "delta": {"content": piece},
+                                                  "finish_reason": finish if i == len(parts) - 1
+                                                  else None,
+                                                  **({"logprobs": lp} if lp else {})}]}
                     yield f"data: {json.dumps(chunk)}\n\n"
                 if (body.get("stream_options") or {}).get("include_usage"):
                     yield "data: " + json.dumps({"id": "mock-1", "object": "chat.completion.chunk",
@@ -95,8 +140,11 @@ def make_app(state: MockState) -> FastAPI:
         return {
             "id": "mock-1", "object": "chat.completion", "created": created,
             "model": body.get("model", "mock"),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "finish_reason": finish}],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}
+                         if call is None else {"role": "assistant", "content": None,
+                                               "tool_calls": [call]},
+                         "finish_reason": finish if call is None else "tool_calls",
+                         "logprobs": None if call else _logprobs(body, parts)}],
             "usage": usage,
         }
 

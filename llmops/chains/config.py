@@ -7,6 +7,7 @@ description: Answers Python questions from the Python documentation.
 prompt: qa@production          # resolved to an exact version when the chain is logged
 retrieval: {k: 4}              # rag only: chunks retrieved from the live index
 llm: {backend: local, max_tokens: 200, temperature: 0.0}
+tools: none                    # passthrough: a client's tools go to the LLM (openai backend)
 ```
 
 `llm` is checked against its backend's own options (`llmops.llm`): a field
@@ -21,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SerializeAsAny, model_validator
 
 from llmops.errors import SpecError
 from llmops.llm import LLMOptions, parse_options
@@ -69,6 +70,19 @@ class ChainConfig(BaseModel):
     context_variable: str = Field("context", description="rag: prompt variable for the context")
     tags: dict[str, str] = Field(default_factory=dict)
     index: IndexRef | None = Field(None, description="rag: set when logged; the index it reads")
+    tools: Literal["none", "passthrough"] = Field(
+        "none", description="passthrough: a client's tools, tool_choice and tool turns go to "
+        "the LLM, and its tool calls come back to the client (a backend that honours tools: "
+        "openai); none: a request with tools is refused")
+
+    @model_validator(mode="after")
+    def _tools_need_a_backend_for_them(self) -> ChainConfig:
+        from llmops.llm import backend_class
+
+        if self.tools == "passthrough" and "tools" not in backend_class(self.llm.backend).honours:
+            raise ValueError(f"tools: passthrough needs a backend that honours tools (openai), "
+                             f"not {self.llm.backend}")
+        return self
 
     @property
     def registered_name(self) -> str:

@@ -107,7 +107,9 @@ def normalize_input(inputs: Any) -> dict[str, Any]:
 
     The result is `{"question": <last user turn>, "history": <earlier user and assistant
     turns>}`: client system messages are dropped here, so user input never enters the
-    instruction part of a prompt.
+    instruction part of a prompt. The tool calls and tool results after the last user
+    turn, if any, are kept as `tool_turns`, which follow the rendered prompt as they are
+    (a chain whose tools pass through; earlier rounds of tool calls are left out).
     """
     if isinstance(inputs, str):
         return {"question": inputs, "history": []}
@@ -118,17 +120,35 @@ def normalize_input(inputs: Any) -> dict[str, Any]:
     if "messages" in inputs and inputs["messages"] is not None:
         msgs = [dict(m) for m in inputs["messages"]]
         for i, m in enumerate(msgs):
-            if m.get("role") not in ("system", "user", "assistant") or not isinstance(
-                m.get("content"), str
-            ):
-                raise ChainError(f"messages[{i}]: needs role system|user|assistant and text content")
-        turns = [m for m in msgs if m["role"] in ("user", "assistant")]
-        if not turns or turns[-1]["role"] != "user":
-            raise ChainError("messages: the last message must be from the user")
-        return {"question": turns[-1]["content"], "history": turns[:-1]}
+            if not (_text_turn(m) or _tool_turn(m)):
+                raise ChainError(f"messages[{i}]: needs role system|user|assistant and text "
+                                 "content (or a tool call, or a tool's result)")
+        last = max((i for i, m in enumerate(msgs) if m["role"] == "user"), default=None)
+        trail = msgs[last + 1:] if last is not None else msgs
+        if last is None or any(not _tool_turn(m) for m in trail):
+            raise ChainError("messages: the last message must be from the user (or the tool "
+                             "calls and results that follow it)")
+        turns = [{"role": m["role"], "content": m["content"]} for m in msgs[:last]
+                 if m["role"] in ("user", "assistant") and _text_turn(m)
+                 and not m.get("tool_calls")]
+        out = {"question": msgs[last]["content"], "history": turns}
+        return {**out, "tool_turns": trail} if trail else out
     if isinstance(inputs.get("question"), str):
-        return {"question": inputs["question"], "history": list(inputs.get("history") or [])}
+        out = {"question": inputs["question"], "history": list(inputs.get("history") or [])}
+        return {**out, "tool_turns": inputs["tool_turns"]} if inputs.get("tool_turns") else out
     raise ChainError("chain input needs 'messages' or 'question'")
+
+
+def _text_turn(m: dict[str, Any]) -> bool:
+    return m.get("role") in ("system", "user", "assistant") and isinstance(m.get("content"), str)
+
+
+def _tool_turn(m: dict[str, Any]) -> bool:
+    """An assistant turn that calls tools, or a tool's result (OpenAI's shapes)."""
+    if m.get("role") == "assistant":
+        return bool(m.get("tool_calls")) and isinstance(m.get("content"), str | None)
+    return (m.get("role") == "tool" and isinstance(m.get("tool_call_id"), str)
+            and isinstance(m.get("content"), str))
 
 
 def _with_history(rendered: Messages, history: Messages) -> Messages:
@@ -147,7 +167,8 @@ def _chat(chain: Chain) -> Runnable[dict[str, Any], Prepared]:
     def prepare(inp: dict[str, Any]) -> Prepared:
         with chain.span("prompt", "CHAIN"):
             values = {chain.config.question_variable: inp["question"]}
-            return Prepared(_with_history(chain.prompt.render(**values), inp["history"]))
+            return Prepared(_with_history(chain.prompt.render(**values), inp["history"])
+                            + inp.get("tool_turns", []))
 
     return RunnableLambda(prepare, name="chat.prepare")
 
@@ -180,7 +201,8 @@ def _rag(chain: Chain) -> Runnable[dict[str, Any], Prepared]:
             values = {cfg.question_variable: inp["question"],
                       cfg.context_variable: "\n\n".join(parts)}
             versions = {h.index_version for h in inp["hits"]}
-            messages = _with_history(chain.prompt.render(**values), inp["history"])
+            messages = (_with_history(chain.prompt.render(**values), inp["history"])
+                        + inp.get("tool_turns", []))
             return Prepared(messages, [_source(h) for h in used], chain.collection,
                             max(versions) if versions else None, contexts=parts)
 

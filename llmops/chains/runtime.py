@@ -29,6 +29,8 @@ from llmops.lineage import Lineage
 from llmops.llm import LLM, Generation
 from llmops.prompts.api import Prompt
 
+TOOL_OPTIONS = frozenset({"tools", "tool_choice", "parallel_tool_calls"})
+
 
 @dataclass(frozen=True)
 class ChainResult:
@@ -39,6 +41,8 @@ class ChainResult:
     lineage: Lineage
     # The context blocks the LLM saw, whole (sources carry only snippets); for evaluation.
     contexts: list[str] = field(default_factory=list)
+    # The backend's answer as it gave it: logprobs, tool calls and the other answers of n > 1.
+    generation: Generation | None = field(default=None, repr=False, compare=False)
 
     @property
     def usage(self) -> tuple[int, int]:
@@ -88,6 +92,15 @@ class Chain:
     @property
     def name(self) -> str:
         return self.config.registered_name
+
+    @property
+    def honours(self) -> frozenset[str]:
+        """The generation options a request may set: the backend's, its tools only when the
+        chain passes them through."""
+        honours = frozenset(getattr(self.llm, "honours", ()))
+        if self.config.tools != "passthrough":
+            honours -= TOOL_OPTIONS
+        return honours
 
     @property
     def max_tokens(self) -> int:
@@ -166,7 +179,7 @@ class Chain:
             with self.span("llm", "LLM"):
                 generation = self.llm.generate(prepared.messages, **llm_kwargs)
         return ChainResult(generation.text, prepared.sources, self.lineage(prepared, generation),
-                           prepared.contexts)
+                           prepared.contexts, generation)
 
     def lineage(self, prepared: Prepared, generation: Generation) -> Lineage:
         spec = self.config.llm

@@ -22,7 +22,7 @@ from llmops.errors import (
 )
 from llmops.serving.gateway import Gateway
 from llmops.serving.router import Live, assign
-from llmops.serving.schemas import ChatCompletionRequest
+from llmops.serving.schemas import ChatCompletionRequest, ChatMessage
 from llmops.serving.spec import EndpointSpec
 from llmops.store import KeyRecord
 
@@ -91,34 +91,53 @@ def plan(gw: Gateway, req: ChatCompletionRequest, key: KeyRecord,
         param = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
         raise OverCapError(f"{param} {asked} is above the cap of endpoint {req.model!r}: {cap}",
                            param=param)
-    messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                for m in req.messages if m.role != "tool"]
+    rid = new_request_id()
+    user = req.user or headers.get(endpoint.sticky_header)
+    variant = assign(req.model, user or rid, gw.weights[req.model])
+    live = live_of(gw, endpoint, variant)
+    generation: dict[str, Any] = {**({"stop": req.stops} if req.stops else {}), **req.options}
+    honours: frozenset[str] = getattr(live.chain, "honours", frozenset()) if live else frozenset()
+    if generation and live is not None:
+        for name in generation:
+            if name not in honours:
+                raise UnsupportedParameterError(
+                    f"{name} is not supported by endpoint {req.model!r}: "
+                    + _why_not(live.chain, name), param=name)
+    tools = "tools" in honours
+    messages = [_message(m, tools) for m in req.messages if tools or m.role != "tool"]
     try:
         inputs = normalize_input(messages)
     except ChainError as exc:
         raise BadRequestError(str(exc), param="messages") from None
-    rid = new_request_id()
-    user = req.user or headers.get(endpoint.sticky_header)
-    variant = assign(req.model, user or rid, gw.weights[req.model])
     kwargs: dict[str, Any] = {"max_tokens": asked}
     if req.temperature is not None:
         kwargs["temperature"] = req.temperature
     if req.seed is not None:
         kwargs["seed"] = req.seed
-    live = live_of(gw, endpoint, variant)
-    generation: dict[str, Any] = {**({"stop": req.stops} if req.stops else {}), **req.sampling}
-    if generation and live is not None:
-        llm = getattr(live.chain, "llm", None)
-        honours: frozenset[str] = getattr(llm, "honours", frozenset())
-        for name in generation:
-            if name not in honours:
-                raise UnsupportedParameterError(
-                    f"{name} is not supported by endpoint {req.model!r}: its chain's "
-                    f"{getattr(llm, 'kind', '') or 'LLM'} backend does not honour it",
-                    param=name)
     kwargs.update(generation)
     return Plan(rid, req.model, endpoint, variant, live, messages, inputs, kwargs, key.id,
                 user, bool(req.stream))
+
+
+def _why_not(chain: Any, name: str) -> str:
+    llm = getattr(chain, "llm", None)
+    kind = getattr(llm, "kind", "") or "LLM"
+    if name in getattr(llm, "honours", ()):  # the backend could: the chain does not pass it
+        return f"its chain does not pass {name} through (a chain with `tools: passthrough`)"
+    return f"its chain's {kind} backend does not honour it"
+
+
+def _message(m: ChatMessage, tools: bool) -> dict[str, Any]:
+    """A client message for the chain: text content; with tools, the tool calls of an
+    assistant turn and the call a tool's result answers."""
+    out: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role,
+                           "content": m.text()}
+    extra = m.model_extra or {}
+    if tools and m.role == "assistant" and extra.get("tool_calls"):
+        out["tool_calls"] = extra["tool_calls"]
+    if tools and m.role == "tool":
+        out["tool_call_id"] = extra.get("tool_call_id")
+    return out
 
 
 def live_of(gw: Gateway, endpoint: EndpointSpec, variant: str) -> Live | None:

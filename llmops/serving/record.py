@@ -18,6 +18,7 @@ from typing import Any
 from llmops.chains.runtime import ChainResult
 from llmops.errors import LlmopsError, StoreError
 from llmops.lineage import Lineage
+from llmops.llm import Generation
 from llmops.serving.gateway import Gateway
 from llmops.serving.plan import Plan
 from llmops.store import RequestRow
@@ -33,13 +34,14 @@ class Outcome:
     answer: str
     sources: list[dict[str, Any]]
     lineage: Lineage
+    generation: Generation | None = None  # logprobs, tool calls, the other answers of n > 1
 
     @classmethod
     def of(cls, plan: Plan, result: ChainResult) -> Outcome:
         lineage = result.lineage
         if plan.fallback_from:
             lineage = lineage.with_(fallback_from=plan.fallback_from)
-        return cls(plan, result.answer, result.sources, lineage)
+        return cls(plan, result.answer, result.sources, lineage, result.generation)
 
     @property
     def usage(self) -> tuple[int, int]:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
 
 from llmops.llm import stops
+from llmops.llm.base import MAX_N, MAX_TOP_LOGPROBS
 
 
 def nul_at(value: Any, where: str = "") -> str | None:
@@ -82,7 +83,8 @@ class ChatCompletionRequest(RequestBody):
     user: str | None = Field(None, max_length=256, description="sticky A/B assignment key")
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    n: int | None = Field(None, ge=1, le=1, description="only 1 is supported")
+    n: int | None = Field(None, ge=1, le=MAX_N, description="answers to give (more than 1 "
+                          "where the backend honours n: local)")
     seed: int | None = Field(None, description="sampling seed: the same seed, the same answer "
                              "(with temperature > 0, on the local backend)")
     stop: str | list[str] | None = Field(
@@ -93,9 +95,24 @@ class ChatCompletionRequest(RequestBody):
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
 
+    logprobs: StrictBool | None = Field(None, description="each answer token's log probability")
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS,
+                                     description="and this many most likely tokens at its place")
+    tools: list[dict[str, Any]] | None = Field(
+        None, description="functions the model may call (an endpoint whose chain passes tools "
+        "through)")
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+
     response_format: dict[str, Any] | None = Field(
         None, description="JSON mode: {type: json_object} or {type: json_schema, json_schema: "
         "{name, schema}}; the answer parses (and matches the schema)")
+
+    @model_validator(mode="after")
+    def _top_needs_logprobs(self) -> ChatCompletionRequest:
+        if self.top_logprobs and not self.logprobs:
+            raise ValueError("top_logprobs needs logprobs: true")
+        return self
 
     @field_validator("response_format")
     @classmethod
@@ -110,12 +127,22 @@ class ChatCompletionRequest(RequestBody):
         return value
 
     @property
-    def sampling(self) -> dict[str, Any]:
-        """The sampling parameters this request sets to something other than "off"."""
+    def options(self) -> dict[str, Any]:
+        """The generation options this request sets to something other than "off" (a tool
+        choice of none or auto without tools asks for nothing)."""
         off: dict[str, Any] = {"top_p": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
-                               "response_format": {"type": "text"}}
-        return {k: v for k, default in off.items()
-                if (v := getattr(self, k)) is not None and v != default}
+                               "response_format": {"type": "text"}, "logprobs": False,
+                               "n": 1, "tools": []}
+        out = {k: v for k, default in off.items()
+               if (v := getattr(self, k)) is not None and v != default}
+        if out.get("logprobs") and self.top_logprobs is not None:
+            out["top_logprobs"] = self.top_logprobs
+        if self.tool_choice is not None and (self.tools or self.tool_choice not in (
+                "none", "auto")):
+            out["tool_choice"] = self.tool_choice
+        if self.parallel_tool_calls is not None and self.tools:
+            out["parallel_tool_calls"] = self.parallel_tool_calls
+        return out
 
     @field_validator("stop")
     @classmethod
@@ -136,17 +163,12 @@ class ChatCompletionRequest(RequestBody):
 
 # What every chat endpoint honours, whatever its backend; a backend adds its `honours`.
 HONOURED = ("model", "messages", "max_tokens", "max_completion_tokens", "temperature", "seed",
-            "user", "stream", "stream_options", "n")
+            "user", "stream", "stream_options")
 
 # OpenAI chat-completion parameters not honoured yet, with the values that ask for nothing.
 # Any other parameter (a vendor extension, a typo) is refused too, unless it is None.
 UNHONOURED: dict[str, tuple[Any, ...]] = {
     "logit_bias": (None, {}),
-    "logprobs": (None, False),
-    "top_logprobs": (None, 0),
-    "tools": (None, []),
-    "tool_choice": (None, "none", "auto"),  # without tools, both mean: answer in text
-    "parallel_tool_calls": (None, True, False),
     "functions": (None, []),
     "function_call": (None, "none", "auto"),
     "modalities": (None, ["text"]),
@@ -157,13 +179,15 @@ UNHONOURED: dict[str, tuple[Any, ...]] = {
 
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[dict[str, Any]] | None = None
 
 
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
     finish_reason: str = "stop"
+    logprobs: dict[str, Any] | None = None
 
 
 class Usage(BaseModel):

@@ -6,7 +6,9 @@ or write the log without touching another test's.
 
 Chains: `chain.chat` (fake LLM) with version 1 at production and version 2 at
 staging; `chain.mockchat` (the openai backend, pointed at a MockOpenAI on
-loopback, no retries) at production.
+loopback, no retries) at production; `chain.mocktools`, the same passing tools
+through, and `chain.localchat` (the local model, loaded on first use), at
+production.
 """
 
 from __future__ import annotations
@@ -61,12 +63,13 @@ ROUTES: dict[str, Any] = {
 }
 
 
-def write_chain(folder: Path, name: str, llm: dict[str, Any], description: str) -> Path:
+def write_chain(folder: Path, name: str, llm: dict[str, Any], description: str,
+                **config: Any) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.py").write_text(CHAT_PY)
     (folder / f"{name}.yaml").write_text(yaml.safe_dump({
         "name": name, "kind": "chat", "description": description,
-        "prompt": "assistant@production", "llm": llm}))
+        "prompt": "assistant@production", "llm": llm, **config}))
     return folder / f"{name}.py"
 
 
@@ -108,7 +111,14 @@ def template(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path,
                     "max_retries": 0, "timeout_s": 5}
         v = chains.log(write_chain(src / "mock", "mockchat", mock_llm, "chat on the mock")).version
         chains.promote("mockchat", v, "production")
-        for ref in ("chat/1", "chat/2", f"mockchat/{v}"):
+        tools = chains.log(write_chain(src / "tools", "mocktools", mock_llm, "tools pass through",
+                                       tools="passthrough")).version
+        chains.promote("mocktools", tools, "production")
+        local = chains.log(write_chain(src / "local", "localchat", {
+            "backend": "local", "max_tokens": 32}, "chat on the local model")).version
+        chains.promote("localchat", local, "production")
+        for ref in ("chat/1", "chat/2", f"mockchat/{v}", f"mocktools/{tools}",
+                    f"localchat/{local}"):
             chains.load(ref)  # fill the download cache that the copies share
         reset_settings()
     reset_settings()

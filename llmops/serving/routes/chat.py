@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from llmops.errors import LlmopsError
+from llmops.llm import Generation
 from llmops.serving.answer import answer
 from llmops.serving.deps import ClientKey, GatewayDep
 from llmops.serving.errors import client_message, error_body
@@ -81,13 +82,33 @@ def _usage(out: Outcome) -> dict[str, int]:
     return {"prompt_tokens": pt, "completion_tokens": ct, "total_tokens": pt + ct}
 
 
+def _answers(out: Outcome) -> list[tuple[str, str, Generation | None]]:
+    """Each answer of the request (more than one with n > 1): text, finish, generation."""
+    gen = out.generation
+    return [(out.answer, out.finish_reason, gen),
+            *((g.text, g.finish_reason, g) for g in (gen.alternatives if gen else ()))]
+
+
+def _logprobs(gen: Generation | None) -> dict[str, Any] | None:
+    if gen is None or gen.logprobs is None:
+        return None
+    return {"content": [t.to_openai() for t in gen.logprobs], "refusal": None}
+
+
+def _message(text: str, gen: Generation | None) -> dict[str, Any]:
+    if gen is not None and gen.tool_calls:
+        return {"role": "assistant", "content": text or None, "tool_calls": list(gen.tool_calls)}
+    return {"role": "assistant", "content": text}
+
+
 def _completion(out: Outcome) -> dict[str, Any]:
     p = out.plan
     return {
         "id": p.request_id, "object": "chat.completion", "created": int(time.time()),
         "model": p.endpoint_name,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": out.answer},
-                     "finish_reason": out.finish_reason}],
+        "choices": [{"index": i, "message": _message(text, gen), "finish_reason": finish,
+                     "logprobs": _logprobs(gen)}
+                    for i, (text, finish, gen) in enumerate(_answers(out))],
         "usage": _usage(out), "system_fingerprint": out.chain_label,
         "sources": out.sources, "variant": p.variant,
     }
@@ -99,16 +120,28 @@ async def _events(p: Plan, pieces: AsyncIterator[str | Outcome],
     head = {"id": p.request_id, "object": "chat.completion.chunk", "created": created,
             "model": p.endpoint_name, "system_fingerprint": p.live.label if p.live else None}
 
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
-        data = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                **extra}
-        return b"data: " + _dumps(data) + b"\n\n"
+    def chunk(delta: dict[str, Any], finish: str | None = None, index: int = 0,
+              logprobs: dict[str, Any] | None = None, **extra: Any) -> bytes:
+        choice = {"index": index, "delta": delta, "finish_reason": finish,
+                  **({"logprobs": logprobs} if logprobs else {})}
+        return b"data: " + _dumps({**head, "choices": [choice], **extra}) + b"\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
     try:
         async for item in pieces:
             if isinstance(item, Outcome):
-                yield chunk({}, item.finish_reason, sources=item.sources, variant=p.variant)
+                # the first answer came as it was made; its tool calls and log probabilities,
+                # and the other answers of n > 1, come whole before it finishes
+                answers = _answers(item)
+                for i, (text, finish, gen) in enumerate(answers[1:], 1):
+                    yield chunk({"role": "assistant", "content": text}, index=i)
+                    yield chunk({}, finish, index=i, logprobs=_logprobs(gen))
+                gen = answers[0][2]
+                if gen is not None and gen.tool_calls:
+                    yield chunk({"tool_calls": [{"index": n, **c}
+                                                for n, c in enumerate(gen.tool_calls)]})
+                yield chunk({}, item.finish_reason, logprobs=_logprobs(gen),
+                            sources=item.sources, variant=p.variant)
                 if include_usage:
                     yield b"data: " + _dumps({**head, "choices": [],
                                               "usage": _usage(item)}) + b"\n\n"

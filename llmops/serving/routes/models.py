@@ -19,9 +19,9 @@ def _model(gw: GatewayDep, name: str) -> Model:
 
 
 def _parameters(gw: GatewayDep, ep: Any) -> list[str]:
-    """What a request to the endpoint may set: every loaded variant's backend honours it."""
+    """What a request to the endpoint may set: every loaded variant's chain honours it."""
     backends: list[frozenset[str]] = [
-        frozenset(getattr(getattr(live.chain, "llm", None), "honours", ()))
+        frozenset(getattr(live.chain, "honours", ()))
         for v in ep.variants if (live := gw.cache.get(v.ref)) is not None]
     if not backends:
         return []
