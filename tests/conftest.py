@@ -19,6 +19,15 @@ from llmops.config import Settings, get_settings, reset_settings
 
 REPO = Path(__file__).resolve().parent.parent
 
+# A chat chain on the fake backend, for tests that log or run one.
+CHAT_YAML = """\
+name: chat
+kind: chat
+description: A test chat chain.
+prompt: assistant@staging
+llm: {backend: fake, max_tokens: 40}
+"""
+
 
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:

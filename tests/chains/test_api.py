@@ -25,16 +25,7 @@ from llmops.cli import app
 from llmops.config import Settings
 from llmops.errors import ChainError, NotFoundError, SpecError
 from llmops.registry import get_registry
-
-REPO = Path(__file__).resolve().parents[2]
-
-CHAT_YAML = """\
-name: chat
-kind: chat
-description: A test chat chain.
-prompt: assistant@staging
-llm: {backend: fake, max_tokens: 40}
-"""
+from tests.conftest import CHAT_YAML, REPO
 
 
 @pytest.fixture

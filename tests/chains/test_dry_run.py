@@ -11,15 +11,7 @@ import llmops.chains as chains
 import llmops.prompts as prompts
 from llmops.config import Settings
 from tests.cli_helpers import cli, snapshot
-from tests.conftest import REPO
-
-CHAT_YAML = """\
-name: chat
-kind: chat
-description: A test chat chain.
-prompt: assistant@staging
-llm: {backend: fake, max_tokens: 40}
-"""
+from tests.conftest import CHAT_YAML, REPO
 
 
 @pytest.fixture

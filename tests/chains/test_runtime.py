@@ -14,16 +14,7 @@ import llmops.chains as chains
 import llmops.prompts as prompts
 from llmops.chains.runtime import ChainResult
 from llmops.config import Settings
-
-REPO = Path(__file__).resolve().parents[2]
-
-CHAT_YAML = """\
-name: chat
-kind: chat
-description: A test chat chain.
-prompt: assistant@staging
-llm: {backend: fake, max_tokens: 40}
-"""
+from tests.conftest import CHAT_YAML, REPO
 
 
 @pytest.fixture

@@ -38,15 +38,7 @@ from llmops.registry.transfer import (
     redact,
 )
 from tests.cli_helpers import cli
-from tests.conftest import REPO
-
-CHAT_YAML = """\
-name: chat
-kind: chat
-description: A test chat chain.
-prompt: assistant@staging
-llm: {backend: fake, max_tokens: 40}
-"""
+from tests.conftest import CHAT_YAML, REPO
 
 
 @dataclass
