@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -34,6 +35,7 @@ from llmops.serving.spec import RoutesSpec, load_routes
 from llmops.store import Store
 
 WORKER_OPTIONS = "LLMOPS_SERVE_WORKER_OPTIONS"  # what a process of `serve --workers` builds
+ENDPOINTS_DOC = "x-llmops-endpoints"  # in /openapi.json: what each endpoint honours now
 
 
 def worker_app() -> FastAPI:
@@ -77,6 +79,7 @@ def create_app(
                   docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
                   openapi_url="/openapi.json" if docs else None)
     app.state.gateway = gw
+    _document_endpoints(app, gw)
     errors.install(app)
     modules = (chat, embeddings, models, feedback, review, signin, admin, health)
     for module in modules:
@@ -86,3 +89,24 @@ def create_app(
     app.add_middleware(KeyGate, gateway=gw,
                        routes=[r for m in modules for r in m.router.routes])
     return app
+
+
+def _document_endpoints(app: FastAPI, gw: Gateway) -> None:
+    """/openapi.json names, on the chat operation, each endpoint of routes.yaml with its
+    variants and the request parameters it honours (as GET /v1/models does): the loaded
+    chains decide, so the document is made per request on top of FastAPI's cached one."""
+    import copy
+
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = copy.deepcopy(base())
+        op = schema["paths"]["/v1/chat/completions"]["post"]
+        op[ENDPOINTS_DOC] = {
+            name: {"description": ep.description, "variants": [v.label for v in ep.variants],
+                   "parameters": models.parameters(gw, ep)}
+            for name, ep in sorted(gw.routes.endpoints.items())}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+

@@ -375,3 +375,6 @@ def test_models_say_what_each_endpoint_honours(client: Any, keys: dict[str, str]
         honoured = {p for p, case in TABLE.items() if name in case.honoured_by}
         assert honoured - {"parallel_tool_calls"} == listed  # that one: without tools, nothing
     assert {"tools", "tool_choice"} <= set(models["tools"]["parameters"])
+    doc = client.get("/openapi.json").json()["paths"]["/v1/chat/completions"]["post"]
+    assert {name: e["parameters"] for name, e in doc["x-llmops-endpoints"].items()} == {
+        name: m["parameters"] for name, m in models.items() if name != "embeddings"}

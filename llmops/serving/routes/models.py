@@ -15,10 +15,10 @@ router = APIRouter(tags=["models"])
 def _model(gw: GatewayDep, name: str) -> Model:
     ep = gw.routes.endpoints[name]
     return Model(id=name, created=int(gw.started), description=ep.description,
-                 variants=[v.label for v in ep.variants], parameters=_parameters(gw, ep))
+                 variants=[v.label for v in ep.variants], parameters=parameters(gw, ep))
 
 
-def _parameters(gw: GatewayDep, ep: Any) -> list[str]:
+def parameters(gw: GatewayDep, ep: Any) -> list[str]:
     """What a request to the endpoint may set: every loaded variant's chain honours it."""
     backends: list[frozenset[str]] = [
         frozenset(getattr(live.chain, "honours", ()))
