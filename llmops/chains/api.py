@@ -305,10 +305,12 @@ def load_local(code_path: Path | str, *, prompt: str | None = None, adapter: str
 
 
 def promote(name: str, version: int, to: str, *, expect: int | Any | None = ANY,
-            reason: str = "", registry: Registry | None = None) -> AuditRecord:
-    """Move `to` (staging or production) to `version`, compare-and-set."""
+            reason: str = "", registry: Registry | None = None,
+            dry_run: bool = False) -> AuditRecord:
+    """Move `to` (staging or production) to `version`, compare-and-set (`dry_run`: check
+    only; the record it would leave)."""
     if to not in STAGES:
         raise ChainError(f"--to must be one of {', '.join(STAGES)}, not {to!r}")
     reg = registry or get_registry()
     return reg.move_alias(Ref.parse(name, kind=KIND).name, to, version, expect=expect,
-                          reason=reason)
+                          reason=reason, dry_run=dry_run)

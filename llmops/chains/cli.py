@@ -115,14 +115,15 @@ def promote_cmd(
     to: str = typer.Option(..., "--to", help="staging or production"),
     expect: str = typer.Option(None, "--expect", help="version the alias points at now, or 'none'"),
     reason: str = typer.Option("", "--reason", help="why (kept in the audit record)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check and say; change nothing"),
 ) -> None:
     """Move an alias to a version, compare-and-set, with an audit record."""
     from llmops.chains.api import promote
-    from llmops.prompts.cli import parse_expect
+    from llmops.prompts.cli import echo_move, parse_expect
 
-    rec = promote(name, version, to, expect=parse_expect(expect), reason=reason)
-    frm = "unset" if rec.from_version is None else rec.from_version
-    typer.echo(f"chain.{name.removeprefix('chain.')}@{to}: {frm} -> {rec.to_version}")
+    rec = promote(name, version, to, expect=parse_expect(expect), reason=reason,
+                  dry_run=dry_run)
+    echo_move(f"chain.{name.removeprefix('chain.')}@{to}", rec, dry_run)
 
 
 @app.command("list")

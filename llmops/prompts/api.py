@@ -230,14 +230,15 @@ def list_prompts(*, registry: Registry | None = None) -> list[dict[str, Any]]:
 
 def promote(
     name: str, version: int, to: str, *, expect: int | Any | None = ANY, reason: str = "",
-    registry: Registry | None = None,
+    registry: Registry | None = None, dry_run: bool = False,
 ) -> AuditRecord:
-    """Move the `to` alias (staging or production) to `version`, compare-and-set."""
+    """Move the `to` alias (staging or production) to `version`, compare-and-set
+    (`dry_run`: check only; the record it would leave)."""
     if to not in STAGES:
         raise SpecError(f"--to must be one of {', '.join(STAGES)}, not {to!r}")
     reg = _registry(registry)
     full = Ref.parse(name, kind=KIND).name
-    return reg.move_alias(full, to, version, expect=expect, reason=reason)
+    return reg.move_alias(full, to, version, expect=expect, reason=reason, dry_run=dry_run)
 
 
 def _diff_view(p: Prompt) -> list[str]:

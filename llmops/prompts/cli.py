@@ -120,10 +120,18 @@ def promote_cmd(
         help="version the alias points at now ('none' if unset); a mismatch changes nothing",
     ),
     reason: str = typer.Option("", "--reason", help="why (kept in the audit record)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check and say; change nothing"),
 ) -> None:
     """Move an alias to a version, compare-and-set, with an audit record."""
     from llmops.prompts.api import promote
 
-    rec = promote(name, version, to, expect=parse_expect(expect), reason=reason)
+    rec = promote(name, version, to, expect=parse_expect(expect), reason=reason,
+                  dry_run=dry_run)
+    echo_move(f"prompt.{name.removeprefix('prompt.')}@{to}", rec, dry_run)
+
+
+def echo_move(target: str, rec: Any, dry_run: bool) -> None:
+    """One line for an alias move (or the move a dry run would make)."""
     frm = "unset" if rec.from_version is None else rec.from_version
-    typer.echo(f"prompt.{name.removeprefix('prompt.')}@{to}: {frm} -> {rec.to_version}")
+    typer.echo(("dry run: " if dry_run else "") + f"{target}: {frm} -> {rec.to_version}"
+               + (" (would move; nothing changed)" if dry_run else ""))

@@ -61,12 +61,14 @@ def archive(
     name: str = typer.Argument(..., help="registered model"),
     version: int = typer.Option(..., "--version", "-v", help="version to archive"),
     reason: str = typer.Option(..., "--reason", help="why (kept in the audit record)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check and say; change nothing"),
 ) -> None:
     """Tag a version archived; aliases will refuse to point at it."""
     from llmops.registry.client import get_registry
 
-    get_registry().archive(name, version, reason)
-    typer.echo(f"{name}/{version} archived: {reason}")
+    get_registry().archive(name, version, reason, dry_run=dry_run)
+    typer.echo(f"dry run: {name}/{version} would be archived: {reason} (nothing changed)"
+               if dry_run else f"{name}/{version} archived: {reason}")
 
 
 @app.command("copy")

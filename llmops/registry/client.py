@@ -282,10 +282,12 @@ class Registry(Tracking):
         expect: int | Any | None = ANY,
         reason: str = "",
         who: str | None = None,
+        dry_run: bool = False,
     ) -> AuditRecord:
         """Point `alias` at `version`, if it now points at `expect` (None: unset).
 
-        A mismatch raises AliasConflictError and changes nothing.
+        A mismatch raises AliasConflictError and changes nothing. `dry_run`: every check,
+        then the record the move would leave (`seq` 0), and nothing changed.
         """
         if not ALIAS_RE.fullmatch(alias) or alias == "latest":
             raise RegistryError(f"bad alias {alias!r}: letters, digits, '_' and '-'; not 'latest'")
@@ -301,6 +303,8 @@ class Registry(Tracking):
                 raise AliasConflictError(
                     f"{name}@{alias} is {_v(current)}, not {_v(expect)} as expected; nothing changed"
                 )
+            if dry_run:
+                return self._record(0, "move", alias, current, version, reason, who)
             self.client.set_registered_model_alias(name, alias, str(version))
             now = self._aliases(name).get(alias)
             if now != version:  # a writer that does not take our lock moved it meanwhile
@@ -323,10 +327,14 @@ class Registry(Tracking):
             self.client.delete_registered_model_alias(name, alias)
             return self._audit(name, "delete", alias, current, None, reason, None)
 
-    def archive(self, name: str, version: int, reason: str) -> AuditRecord:
-        """Tag a version `archived` with a reason (it stays readable, aliases refuse it)."""
+    def archive(self, name: str, version: int, reason: str, *,
+                dry_run: bool = False) -> AuditRecord:
+        """Tag a version `archived` with a reason (it stays readable, aliases refuse it);
+        `dry_run`: the record it would leave, nothing changed."""
         with self.lock(name):
             self.get(name, version)
+            if dry_run:
+                return self._record(0, "archive", None, version, version, reason, None)
             self.set_tags(name, version, {TAG_ARCHIVED: "true", TAG_ARCHIVED_REASON: reason})
             return self._audit(name, "archive", None, version, version, reason, None)
 
@@ -337,16 +345,20 @@ class Registry(Tracking):
         with self.lock(name):
             return self._audit(name, action, None, version, version, reason, who)
 
+    @staticmethod
+    def _record(seq: int, action: str, alias: str | None, frm: int | None, to: int | None,
+                reason: str, who: str | None) -> AuditRecord:
+        return AuditRecord(
+            seq=seq, action=action, alias=alias, from_version=frm, to_version=to,
+            actor=who or actor(), at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            reason=reason[:2000])
+
     def _audit(
         self, name: str, action: str, alias: str | None, frm: int | None, to: int | None,
         reason: str, who: str | None,
     ) -> AuditRecord:
         seq = max((r.seq for r in self.history(name)), default=0) + 1
-        record = AuditRecord(
-            seq=seq, action=action, alias=alias, from_version=frm, to_version=to,
-            actor=who or actor(), at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            reason=reason[:2000],
-        )
+        record = self._record(seq, action, alias, frm, to, reason, who)
         # the key is unique even if two writers ever computed the same number (a writer
         # without our lock): both records are kept, side by side, not one overwritten
         self.client.set_registered_model_tag(

@@ -40,3 +40,29 @@ def test_dry_run_validates_like_a_push(settings: Settings, prompt_dir: Path) -> 
     result = cli("prompts", "push", prompt_dir, "--dry-run")
     assert result.exit_code == 2
     assert "bad.yaml" in result.stderr
+
+
+def test_promote_and_archive_dry_runs_check_everything_and_change_nothing(
+        settings: Settings, prompt_dir: Path) -> None:
+    from llmops.registry import get_registry
+
+    prompts.push([prompt_dir / "qa.yaml"])
+    prompts.promote("qa", 1, "staging")
+    before = snapshot()
+    history = get_registry().history("prompt.qa")
+    run = cli("prompts", "promote", "qa", "--version", "1", "--to", "production",
+              "--expect", "none", "--dry-run")
+    assert run.exit_code == 0, run.stderr
+    assert run.stdout.strip() == ("dry run: prompt.qa@production: unset -> 1 "
+                                  "(would move; nothing changed)")
+    conflict = cli("prompts", "promote", "qa", "--version", "1", "--to", "staging",
+                   "--expect", "none", "--dry-run")  # staging is 1, not unset
+    assert conflict.exit_code != 0 and "prompt.qa@staging is version 1, not unset" in conflict.stderr
+    archive = cli("registry", "archive", "prompt.qa", "--version", "1", "--reason", "old",
+                  "--dry-run")
+    assert archive.exit_code == 0 and "would be archived: old" in archive.stdout
+    missing = cli("registry", "archive", "prompt.qa", "--version", "9", "--reason", "x",
+                  "--dry-run")
+    assert missing.exit_code != 0
+    assert snapshot() == before and get_registry().history("prompt.qa") == history
+    assert not get_registry().get("prompt.qa", 1).archived
