@@ -19,10 +19,21 @@ def run_cmd(
     force: bool = typer.Option(False, "--force", help="train even if this recipe and data "
                                "version are registered already"),
     as_json: bool = typer.Option(False, "--json", help="print JSON (last line)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="check the recipe and its data, "
+                                 "say what a run would do; train and register nothing"),
 ) -> None:
     """Train the recipe's LoRA adapter, log one MLflow run, register adapter.<name>."""
-    from llmops.finetune.train import run
+    from llmops.finetune.train import plan, run
 
+    if dry_run:
+        prep, done = plan(recipe, force=force)
+        name = prep.recipe.registered_name
+        typer.echo(
+            f"dry run: {name}: version {done.version} was trained from this recipe and data "
+            f"({prep.version}) already; a run does nothing" if done else
+            f"dry run: {name}: a run would train on {len(prep.train)} examples "
+            f"({len(prep.eval)} to evaluate, data {prep.version}) and register a new version")
+        return
     result = run(recipe, resume=resume, merge=merge, force=force, progress=not as_json)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), default=str))

@@ -102,16 +102,9 @@ def run(recipe_path: Path | str, *, resume: bool = False, merge: bool = False,
     Example:
         >>> run("finetune/house_style.yaml").metrics["eval_loss_after"]
     """
-    from transformers import AutoTokenizer
-
-    from llmops.hub import resolve_base_model
     from llmops.registry import get_registry
 
-    recipe = load_recipe(recipe_path)
-    check_recipe(recipe, recipe_path)
-    base_dir = resolve_base_model(recipe.base)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    prep = prepare(recipe, tokenizer, store)
+    recipe, base_dir, tokenizer, prep = _start(recipe_path, store)
     reg = get_registry()
     if register and not (resume or force or merge):
         done = _registered(reg, recipe, prep.version)
@@ -159,6 +152,30 @@ def run(recipe_path: Path | str, *, resume: bool = False, merge: bool = False,
                                              trained.metrics)
             result.version, result.created = info.version, created
     return result
+
+
+def _start(recipe_path: Path | str, store: Any) -> tuple[Recipe, Path, Any, Prepared]:
+    """The recipe checked, its base model's folder and tokenizer, its data prepared."""
+    from transformers import AutoTokenizer
+
+    from llmops.hub import resolve_base_model
+
+    recipe = load_recipe(recipe_path)
+    check_recipe(recipe, recipe_path)
+    base_dir = resolve_base_model(recipe.base)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    return recipe, base_dir, tokenizer, prepare(recipe, tokenizer, store)
+
+
+def plan(recipe_path: Path | str, *, force: bool = False,
+         store: Any = None) -> tuple[Prepared, FinetuneResult | None]:
+    """What `run` would do, with nothing trained, logged or registered: the recipe checked,
+    its data prepared and versioned, and the adapter version already registered from both
+    (None: `run` would train and register a new one)."""
+    from llmops.registry import get_registry
+
+    recipe, _, _, prep = _start(recipe_path, store)
+    return prep, None if force else _registered(get_registry(), recipe, prep.version)
 
 
 def _registered(reg: Any, recipe: Recipe, version: str) -> FinetuneResult | None:

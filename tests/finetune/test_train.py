@@ -15,6 +15,7 @@ import pytest
 
 from llmops.config import reset_settings
 from llmops.registry import get_registry
+from tests.cli_helpers import cli
 
 pytestmark = pytest.mark.slow
 
@@ -69,6 +70,10 @@ def test_a_few_steps_lower_the_loss_and_register_a_working_adapter(project: Path
     from llmops.hub import resolve_base_model
 
     recipe = _project(project)
+    dry = cli("finetune", "run", recipe, "--dry-run")  # checks and says; trains nothing
+    assert dry.exit_code == 0, dry.stderr
+    assert dry.stdout.startswith("dry run: adapter.tiny: a run would train on ")
+    assert not get_registry().exists("adapter.tiny")
     result = run(recipe, progress=False)
     m = result.metrics
     assert result.steps == 6 and (result.version, result.created) == (1, True)
@@ -120,6 +125,9 @@ def test_a_few_steps_lower_the_loss_and_register_a_working_adapter(project: Path
 
     again = run(recipe, progress=False)  # the same recipe and data: nothing to train
     assert (again.version, again.created, again.steps) == (1, False, 0)
+    dry = cli("finetune", "run", recipe, "--dry-run")
+    assert dry.stdout.startswith("dry run: adapter.tiny: version 1 was trained from this "
+                                 f"recipe and data ({result.data_version}) already")
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_in_the_same_mlflow_run(
