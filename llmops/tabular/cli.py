@@ -40,14 +40,23 @@ def refresh_cmd(pipeline: Pipeline,
 @tabular_app.command("train")
 def train_cmd(pipeline: Pipeline,
               as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+              dry_run: Annotated[bool, typer.Option(
+                  "--dry-run", help="say what a run would train on; register nothing")] = False,
               ) -> None:
     """Train on the gold table (point in time), evaluate on held-out entities, register
     tabular.<name> and move its staging alias to the new version."""
     from llmops.registry import get_registry
     from llmops.tabular.config import load_pipeline
-    from llmops.tabular.pipeline import train
+    from llmops.tabular.pipeline import plan_train, train
 
     settings = get_settings()
+    if dry_run:
+        spec = load_pipeline(pipeline, settings)
+        gold, rows, held, staging = plan_train(spec, settings, get_registry())
+        typer.echo(f"dry run: {spec.registered_name}: a run would train on gold version "
+                   f"{gold} ({rows} rows, {held} held out), register the model and move "
+                   f"staging from {'unset' if staging is None else staging}; nothing changed")
+        return
     t = train(load_pipeline(pipeline, settings), settings, get_registry())
     if as_json:
         typer.echo(json.dumps({"ref": t.ref, "created": t.created, "gold_version": t.gold_version,

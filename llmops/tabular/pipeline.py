@@ -101,6 +101,17 @@ def train(spec: PipelineSpec, settings: Settings, registry: Registry) -> Trained
     return Trained(version.ref, created, ts.gold_version, len(ts.frame), metrics, info)
 
 
+def plan_train(spec: PipelineSpec, settings: Settings,
+               registry: Registry) -> tuple[int, int, int, int | None]:
+    """What `train` would train on, with nothing trained or registered: (gold version, rows,
+    held-out rows, the version `staging` points at now)."""
+    ts, parts = _split_now(spec, settings)
+    staging = ({a: v.version for v in registry.list_versions(spec.registered_name)
+                for a in v.aliases}.get("staging")
+               if registry.exists(spec.registered_name) else None)
+    return ts.gold_version, len(ts.frame), len(parts.holdout), staging
+
+
 def resolve(spec: PipelineSpec, registry: Registry, ref: str) -> VersionInfo:
     """`staging`, `production` or a version number of `tabular.<name>`."""
     name = spec.registered_name

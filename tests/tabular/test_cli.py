@@ -29,6 +29,11 @@ def test_the_tabular_loop_on_the_reference_pipeline(home: Path) -> None:
     _refresh(4)
     again = cli("tabular", "features", "refresh", "cancer", "--day", "1")
     assert again.exit_code == 2 and "day 1 is in bronze already" in again.stderr
+    dry = cli("tabular", "train", "cancer", "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert dry.stdout.startswith("dry run: tabular.cancer: a run would train on gold version 3 (")
+    assert "move staging from unset; nothing changed" in dry.stdout
+    assert not get_registry().exists("tabular.cancer")
     trained = cli("tabular", "train", "cancer", "--json")
     assert trained.exit_code == 0, trained.stderr
     body = trained.json()
