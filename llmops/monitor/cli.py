@@ -23,6 +23,9 @@ def run_cmd(
                                               "model)")] = True,
     track: Annotated[bool, typer.Option(help="log the windows to MLflow")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="report what a run would write, open and fire; write, post and "
+        "start nothing")] = False,
 ) -> None:
     """Write every closed window not yet written; test drift; open and resolve alerts.
 
@@ -39,7 +42,7 @@ def run_cmd(
     try:
         report = run(store, cfg, window_s=seconds(window) if window else None,
                      embed=embedder(settings.embedding_identity) if drift else None,
-                     tracker=mlflow_tracker(settings) if track else None)
+                     tracker=mlflow_tracker(settings) if track else None, dry_run=dry_run)
     finally:
         store.close()
     if as_json:
@@ -48,7 +51,8 @@ def run_cmd(
             "events": [{"kind": e.kind, **e.alert} for e in report.events],
             "actions": report.actions, "run_id": report.run_id}, default=str, indent=2))
         return
-    typer.echo(report.summary())
+    typer.echo(("dry run (nothing written, posted or started): " if dry_run else "")
+               + report.summary())
     for e in report.events:
         typer.echo(f"  alert {e.kind}: {e.alert['message']}")
     for a in report.actions:

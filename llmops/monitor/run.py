@@ -8,6 +8,10 @@
 3. In window order, every alert rule against every row: alerts open and resolve, and
    an opened alert may post to the webhook and start its trigger (`alerts.py`).
 4. The window metrics go to one MLflow run of the `monitor` experiment.
+
+A dry run (`dry_run=True`) does all of it on a store that reads the log and writes
+nothing (`DryStore`): it reports the windows, drift, alerts and triggers a run would
+write, open and fire, and posts, fires and logs nothing.
 """
 
 from __future__ import annotations
@@ -51,8 +55,11 @@ class RunReport:
 
 def run(store: Store, cfg: MonitorConfig, *, now: float | None = None,
         window_s: int | None = None, embed: Embed | None = None,
-        tracker: Callable[[list[dict[str, Any]]], str | None] | None = None) -> RunReport:
+        tracker: Callable[[list[dict[str, Any]]], str | None] | None = None,
+        dry_run: bool = False) -> RunReport:
     """Bring the monitor up to the last closed window; see the module's docstring."""
+    if dry_run:
+        store, tracker = DryStore(store), None  # type: ignore[assignment]
     w = window_s or cfg.window_s
     now = time.time() if now is None else now
     report = RunReport(w)
@@ -77,7 +84,7 @@ def run(store: Store, cfg: MonitorConfig, *, now: float | None = None,
                                   for ep in sorted({r["endpoint"] for r in current}))
                       if d is not None]
         report.drift += drift_rows
-        events, actions = check(store, cfg, current + drift_rows, ws + w)
+        events, actions = check(store, cfg, current + drift_rows, ws + w, dry_run=dry_run)
         report.events += events
         report.actions += actions
     if tracker is not None and rows:
@@ -85,18 +92,60 @@ def run(store: Store, cfg: MonitorConfig, *, now: float | None = None,
     return report
 
 
-def check(store: Store, cfg: MonitorConfig, rows: list[dict[str, Any]], at: float
-          ) -> tuple[list[alerting.Event], list[dict[str, Any]]]:
+def check(store: Store, cfg: MonitorConfig, rows: list[dict[str, Any]], at: float, *,
+          dry_run: bool = False) -> tuple[list[alerting.Event], list[dict[str, Any]]]:
     """Every alert rule against rows of one moment (a window's, or a tabular drift
-    check's): alerts open and resolve, post to the webhook, and start their triggers."""
+    check's): alerts open and resolve, post to the webhook, and start their triggers
+    (`dry_run`: neither posted nor started; the triggers it would start are reported)."""
     events, actions = [], []
     for event in alerting.evaluate(store, cfg, rows, at):
         events.append(event)
-        alerting.notify(cfg, event)
         rule = next(a for a in cfg.alerts if a.name == event.alert["rule"])
-        if event.kind == "opened" and rule.trigger is not None:
-            actions.append(alerting.fire(store, cfg, rule.trigger, event.alert, at))
+        fires = event.kind == "opened" and rule.trigger is not None
+        if dry_run:
+            if fires:
+                trigger = cfg.triggers[str(rule.trigger)]
+                actions.append({"trigger": rule.trigger, "status": "would fire",
+                                "detail": f"{trigger.action} on alert {rule.name} (dry run: "
+                                          "not started)"})
+            continue
+        alerting.notify(cfg, event)
+        if fires:
+            actions.append(alerting.fire(store, cfg, str(rule.trigger), event.alert, at))
     return events, actions
+
+
+class DryStore:
+    """The store as a dry run sees it: every read goes to the real one, no write does;
+    alerts a dry run opens or resolves stay in memory, so later windows see them."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._opened: dict[int, dict[str, Any]] = {}
+        self._resolved: set[int] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def save_windows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [dict(r) for r in rows]
+
+    def save_drift(self, row: dict[str, Any]) -> bool:
+        return True
+
+    def open_alert(self, **values: Any) -> int:
+        key = -(len(self._opened) + len(self._resolved) + 1)
+        self._opened[key] = {**values, "id": key, "resolved_at": None}
+        return key
+
+    def resolve_alert(self, alert_id: int, at: float) -> None:
+        self._opened.pop(alert_id, None)
+        self._resolved.add(alert_id)
+
+    def list_alerts(self, *, open_only: bool = False) -> list[dict[str, Any]]:
+        real = [a for a in self._store.list_alerts(open_only=open_only)
+                if a["id"] not in self._resolved]
+        return real + list(self._opened.values())
 
 
 def tabular_drift(store: Store, cfg: MonitorConfig, *, pipeline: str, model: str,

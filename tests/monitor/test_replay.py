@@ -137,6 +137,23 @@ def test_each_incident_fires_exactly_its_alert_and_trigger_once(
     assert {w["refusals"] for w in windows if w["window_start"] >= T0 + 10 * 3600} == {60}
 
 
+def test_a_dry_run_reports_what_a_run_would_do_and_changes_nothing(
+        tmp_path: Path, embed: Embed) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'log.db'}")
+    write_log(store, spike=5, unhappy=(7, 8), topics=(10, 11))
+    cfg = config(tmp_path)
+    dry = run(store, cfg, now=T0 + HOURS * 3600 + 60, embed=embed, dry_run=True)
+    assert store.list_windows(window_s=3600) == [] and store.list_alerts() == []
+    assert store.list_actions() == [] and store.list_drift(window_s=3600) == []
+    assert not (tmp_path / "ran.txt").exists()  # no trigger started
+    real = run(store, cfg, now=T0 + HOURS * 3600 + 60, embed=embed)  # all windows at once
+    assert len(dry.windows) == len(real.windows) == HOURS
+    assert [(e.kind, e.alert["rule"], e.alert["window_start"]) for e in dry.events] == [
+        (e.kind, e.alert["rule"], e.alert["window_start"]) for e in real.events]
+    assert [(a["trigger"], a["status"]) for a in dry.actions] == [
+        (a["trigger"], "would fire") for a in real.actions]
+
+
 def test_a_steady_log_fires_nothing(tmp_path: Path, embed: Embed) -> None:
     store = Store(f"sqlite:///{tmp_path / 'log.db'}")
     write_log(store)
