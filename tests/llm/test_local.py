@@ -160,7 +160,7 @@ def test_top_p_and_the_openai_penalties_act_on_the_local_model(home: Path) -> No
     assert greedy.text.count("\n") >= 4
     penalized = llm.generate(ask, presence_penalty=2.0, frequency_penalty=2.0)
     assert penalized.text.count("\n") < greedy.text.count("\n")
-    with pytest.raises(Exception, match=r"top_p must be within \[0, 1\]"):
+    with pytest.raises(Exception, match=r"top_p must be a number within \[0, 1\]"):
         llm.generate(ask, top_p=1.5)
     with pytest.raises(Exception, match="does not honour logit_bias"):
         llm.generate(ask, logit_bias=1.0)  # type: ignore[arg-type]
