@@ -119,7 +119,8 @@ def promote_cmd(
 ) -> None:
     """Move an alias to a version, compare-and-set, with an audit record."""
     from llmops.chains.api import promote
-    from llmops.prompts.cli import echo_move, parse_expect
+    from llmops.prompts.cli import echo_move
+    from llmops.registry import parse_expect
 
     rec = promote(name, version, to, expect=parse_expect(expect), reason=reason,
                   dry_run=dry_run)

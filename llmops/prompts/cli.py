@@ -11,21 +11,6 @@ import typer
 app = typer.Typer(help="Prompts: YAML in prompts/, versions in the registry.", no_args_is_help=True)
 
 
-def parse_expect(expect: str | None) -> Any:
-    """The value of `--expect`: a version number, None for 'none' (unset), ANY when absent."""
-    from llmops.errors import SpecError
-    from llmops.registry import ANY
-
-    if expect is None:
-        return ANY
-    text = expect.strip()
-    if text.lower() == "none":
-        return None
-    if text.isascii() and text.isdigit():  # not int(): "²".isdigit() is true too
-        return int(text)
-    raise SpecError(f"--expect must be a version number or 'none', not {expect!r}")
-
-
 def _json(data: object) -> None:
     typer.echo(json.dumps(data, indent=2, default=str))
 
@@ -124,6 +109,7 @@ def promote_cmd(
 ) -> None:
     """Move an alias to a version, compare-and-set, with an audit record."""
     from llmops.prompts.api import promote
+    from llmops.registry import parse_expect
 
     rec = promote(name, version, to, expect=parse_expect(expect), reason=reason,
                   dry_run=dry_run)

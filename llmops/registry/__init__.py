@@ -31,6 +31,7 @@ from llmops.registry.refs import (
     AuditRecord,
     Ref,
     VersionInfo,
+    parse_expect,
 )
 from llmops.registry.runs import RunLog, Tracking, git_commit
 
@@ -52,4 +53,5 @@ __all__ = [
     "actor",
     "get_registry",
     "git_commit",
+    "parse_expect",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from llmops.errors import RegistryError
-from llmops.registry.refs import ANY
+from llmops.registry.refs import parse_expect
 
 app = typer.Typer(help="Registered models: versions, aliases, audit.", no_args_is_help=True)
 
@@ -94,24 +94,12 @@ def copy(
         raise RegistryError("--expect needs --alias (it is the alias's version now)")
     result = copy_version(
         ref, source=profile_settings(from_profile), dest=profile_settings(to_profile),
-        alias=alias, expect=_expect(expect), reason=reason, dry_run=dry_run)
+        alias=alias, expect=parse_expect(expect), reason=reason, dry_run=dry_run)
     if as_json:
         _print_json(result.to_dict())
         return
     for line in result.lines():
         typer.echo(("dry run: " if dry_run else "") + line)
-
-
-def _expect(text: str | None) -> Any:
-    """`--expect`: a version number, None for 'none' (unset), ANY when absent."""
-    if text is None:
-        return ANY
-    value = text.strip()
-    if value.lower() == "none":
-        return None
-    if value.isascii() and value.isdigit():  # not int() alone: "²".isdigit() is true too
-        return int(value)
-    raise RegistryError(f"--expect must be a version number or 'none', not {text!r}")
 
 
 def _v(version: int | None) -> str:

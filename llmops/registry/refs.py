@@ -37,6 +37,21 @@ class _Any:
 ANY: Any = _Any()
 
 
+def parse_expect(text: str | None) -> Any:
+    """`--expect` of an alias move: a version number, None for 'none' (unset), ANY when
+    absent."""
+    from llmops.errors import SpecError
+
+    if text is None:
+        return ANY
+    value = text.strip()
+    if value.lower() == "none":
+        return None
+    if value.isascii() and value.isdigit():  # not int() alone: "²".isdigit() is true too
+        return int(value)
+    raise SpecError(f"--expect must be a version number or 'none', not {text!r}")
+
+
 @dataclass(frozen=True)
 class VersionInfo:
     """One registered version, with its aliases and tags."""

@@ -9,8 +9,7 @@ import pytest
 
 from llmops.config import Settings
 from llmops.errors import SpecError
-from llmops.prompts.cli import parse_expect
-from llmops.registry import ANY, get_registry
+from llmops.registry import ANY, get_registry, parse_expect
 from tests.cli_helpers import assert_one_line_error, cli
 from tests.conftest import REPO
 
